@@ -1,0 +1,336 @@
+"""Typed settings, read once at the edge and passed down; validators refuse unsafe values.
+
+Sources, highest priority first: CLI flags (``overrides``), ``AUTOVIBE_*`` environment variables
+(nested fields with ``__``: ``AUTOVIBE_TIMEOUTS__READ=60``), the TOML file
+(``$XDG_CONFIG_HOME/autovibe/config.toml``, or the path in ``AUTOVIBE_CONFIG`` / ``--config``), then
+defaults. Build them with :func:`load_settings`; nothing builds settings at import time.
+
+``pve_url`` unset means "use the embedded simulator" (see ``composition.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from autovibe.errors import AutovibeInvalid
+
+APP_NAME = "autovibe"
+CONFIG_ENV = "AUTOVIBE_CONFIG"
+
+# Values people paste from examples. A real PVE token secret is a UUID; a real password is not these.
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "change_me", "secret", "password", "xxx", "todo"})
+
+# PVE API token id: user@realm!tokenname (pve-access-control AccessControl.pm $token_full_regex).
+_TOKEN_RE = re.compile(
+    r"^(?P<user>[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+)!(?P<name>[A-Za-z][A-Za-z0-9.\-_]+)=(?P<secret>\S+)$"
+)
+_USERID_RE = re.compile(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+$")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+# Values read from the TOML file by load_settings(); a ContextVar because pydantic-settings builds its
+# sources in a classmethod that cannot receive per-call arguments.
+_FILE_VALUES: ContextVar[Mapping[str, Any] | None] = ContextVar("autovibe_file_values", default=None)
+
+
+class SettingsInvalid(AutovibeInvalid, ValueError):
+    """The settings are incomplete or unsafe; ``message`` names the setting, ``hint`` where to fix it."""
+
+
+class Timeouts(BaseModel):
+    """Seconds to wait for PVE: TCP/TLS connect, one HTTP response, one async task (clone, snapshot…)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect: float = Field(default=5.0, gt=0, le=300)
+    read: float = Field(default=30.0, gt=0, le=3600)
+    task: float = Field(default=600.0, gt=0, le=86400)
+
+
+def default_config_path() -> Path:
+    """``config.toml`` in the XDG config dir (``~/.config/autovibe/config.toml`` on Linux)."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    """The XDG data dir (``~/.local/share/autovibe`` on Linux): simulator state, later the SQLite store."""
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def _is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_fingerprint(value: str) -> str:
+    """Return a SHA-256 fingerprint as PVE shows it (``AB:CD:…``, 32 upper-case hex pairs).
+
+    Accepts the colon form, a bare 64-digit hex string, and an ``openssl``-style
+    ``SHA256 Fingerprint=`` prefix. Raises ``ValueError`` for anything that is not 32 bytes of hex.
+    """
+    text = value.strip()
+    if "=" in text:
+        text = text.split("=", 1)[1]
+    digits = text.replace(":", "").replace(" ", "")
+    if not re.fullmatch(r"[0-9A-Fa-f]{64}", digits):
+        raise ValueError(
+            "fingerprint must be a SHA-256 certificate fingerprint: 32 bytes of hex such as 'AB:CD:…' "
+            "(see Node > System > Certificates in the PVE web UI)"
+        )
+    upper = digits.upper()
+    return ":".join(upper[i : i + 2] for i in range(0, 64, 2))
+
+
+class Settings(BaseSettings):
+    """Everything autovibe needs to reach PVE and store its own data.
+
+    Build with :func:`load_settings` (file + env + flags) or ``Settings(**values)`` in tests
+    (env + values, no file). Instances are frozen; secrets are ``SecretStr`` and never shown in reprs.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOVIBE_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        # A refused token or password must not be echoed back in the error text.
+        hide_input_in_errors=True,
+    )
+
+    pve_url: str | None = None
+    pve_token: SecretStr | None = None
+    pve_user: str | None = None
+    pve_password: SecretStr | None = None
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    fingerprint: str | None = None
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    node_concurrency: int = Field(default=8, ge=1, le=64)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Follows data_dir unless set on its own (default_factory sees the fields validated above it).
+    sim_state_path: Path = Field(default_factory=lambda data: Path(data["data_dir"]) / "sim-state.json")
+    sim_speed: float = Field(default=20.0, gt=0, le=10_000)
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_settings = InitSettingsSource(settings_cls, init_kwargs=dict(_FILE_VALUES.get() or {}))
+        return (init_settings, env_settings, file_settings)
+
+    @property
+    def is_simulated(self) -> bool:
+        """True when no ``pve_url`` is set: commands run against the embedded simulator."""
+        return self.pve_url is None
+
+    @field_validator("pve_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _normalize_pve_url(value)
+
+    @field_validator("pve_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        match = _TOKEN_RE.fullmatch(value.get_secret_value().strip())
+        if match is None:
+            raise ValueError(
+                "pve_token must look like USER@REALM!TOKENNAME=SECRET, e.g. 'automation@pve!autovibe=<uuid>' "
+                "(create one under Datacenter > Permissions > API Tokens)"
+            )
+        if _is_placeholder(match["secret"]):
+            raise ValueError("pve_token has a placeholder secret; paste the token's real secret (a UUID)")
+        return SecretStr(match.group(0))
+
+    @field_validator("pve_user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        if value is not None and not _USERID_RE.fullmatch(value):
+            raise ValueError("pve_user must be USER@REALM, e.g. 'root@pam' or 'automation@pve'")
+        return value
+
+    @field_validator("pve_password")
+    @classmethod
+    def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and _is_placeholder(value.get_secret_value()):
+            raise ValueError(
+                "pve_password is a placeholder; set the real password (or use pve_token instead)"
+            )
+        return value
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _check_fingerprint(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_fingerprint(value)
+
+    @field_validator("ca_bundle", "data_dir", "sim_state_path", mode="before")
+    @classmethod
+    def _expand_user(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(
+                f"ca_bundle {value} is not a readable file (on a PVE node: /etc/pve/pve-root-ca.pem)"
+            )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Settings:
+        if not self.verify_tls and self.fingerprint is None and self.ca_bundle is None:
+            raise ValueError(
+                "verify_tls=false would accept any certificate, including an attacker's; keep it on and "
+                "trust PVE's self-signed certificate instead: set fingerprint (the node certificate's "
+                "SHA-256, shown under Node > System > Certificates) or ca_bundle (/etc/pve/pve-root-ca.pem)"
+            )
+        has_password = self.pve_user is not None or self.pve_password is not None
+        if self.pve_token is not None and has_password:
+            raise ValueError("set either pve_token or pve_user + pve_password, not both")
+        if has_password and (self.pve_user is None or self.pve_password is None):
+            raise ValueError("pve_user and pve_password go together; set both (or use pve_token)")
+        if self.pve_url is not None and self.pve_token is None and not has_password:
+            raise ValueError(
+                f"pve_url is {self.pve_url} but no credentials are set: set pve_token "
+                "(AUTOVIBE_PVE_TOKEN) or pve_user + pve_password"
+            )
+        return self
+
+
+def _normalize_pve_url(value: str) -> str:
+    """Return ``scheme://host[:port]``; refuse plain HTTP to remote hosts and credentials in the URL."""
+    parts = urlsplit(value.strip())
+    host = parts.hostname
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError(
+            f"pve_url must be an https:// URL such as https://pve1.example.com:8006, not {value!r}"
+        )
+    if parts.username or parts.password:
+        raise ValueError("pve_url must not contain credentials; use pve_token or pve_user + pve_password")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ValueError(
+            "pve_url uses http:// to a remote host, which would send the API token in clear text; "
+            "use https:// (PVE listens on https://HOST:8006); plain http is allowed only for loopback"
+        )
+    path = parts.path.rstrip("/")
+    # People paste the API root from docs; the client adds /api2/json itself.
+    if path in ("", "/api2/json"):
+        return f"{parts.scheme}://{parts.netloc}"
+    raise ValueError(f"pve_url must not have a path ({parts.path!r}); use https://HOST:8006")
+
+
+def _read_config_file(path: Path, *, explicit: bool) -> dict[str, Any]:
+    if not path.exists():
+        if explicit:
+            raise SettingsInvalid(
+                f"config file {path} does not exist", hint="check --config / AUTOVIBE_CONFIG"
+            )
+        return {}
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsInvalid(f"cannot read config file {path}: {exc}") from exc
+    unknown = sorted(set(values) - set(Settings.model_fields))
+    if unknown:
+        close = get_close_matches(unknown[0], list(Settings.model_fields), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(Settings.model_fields)}"
+        )
+        raise SettingsInvalid(f"unknown setting {unknown[0]!r} in {path}", hint=hint)
+    if ("pve_token" in values or "pve_password" in values) and _readable_by_others(path):
+        raise SettingsInvalid(
+            f"config file {path} holds a secret but other users can read it",
+            hint=f"run: chmod 600 {path}",
+        )
+    return values
+
+
+def _readable_by_others(path: Path) -> bool:
+    if os.name != "posix":
+        return False
+    return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def load_settings(
+    *,
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from flags (``overrides``, ``None`` values ignored), env, the TOML file, defaults.
+
+    ``config_path`` (the ``--config`` flag) wins over ``AUTOVIBE_CONFIG``, which wins over
+    :func:`default_config_path`. A missing default file is fine; a
+    missing explicit one is an error. Raises :class:`SettingsInvalid` with the offending setting
+    named and never its value, so secrets cannot leak into messages.
+    """
+    env = os.environ
+    explicit = config_path is not None or bool(env.get(CONFIG_ENV))
+    path = config_path or (
+        Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else default_config_path()
+    )
+    file_values = _read_config_file(path, explicit=explicit)
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    token = _FILE_VALUES.set(file_values)
+    try:
+        return Settings(**flags)
+    except ValidationError as exc:
+        raise _invalid(exc, path) from None
+    finally:
+        _FILE_VALUES.reset(token)
+
+
+def _invalid(exc: ValidationError, path: Path) -> SettingsInvalid:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    text = f"invalid setting {where}: {message}" if where else f"invalid settings: {message}"
+    return SettingsInvalid(
+        text, hint=f"settings come from flags, AUTOVIBE_* environment variables and {path}"
+    )
