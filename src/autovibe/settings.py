@@ -230,6 +230,8 @@ class Settings(BaseSettings):
                 "trust PVE's self-signed certificate instead: set fingerprint (the node certificate's "
                 "SHA-256, shown under Node > System > Certificates) or ca_bundle (/etc/pve/pve-root-ca.pem)"
             )
+        if self.fingerprint is not None and self.ca_bundle is not None:
+            raise ValueError("set fingerprint or ca_bundle, not both: each alone says how to trust the host")
         has_password = self.pve_user is not None or self.pve_password is not None
         if self.pve_token is not None and has_password:
             raise ValueError("set either pve_token or pve_user + pve_password, not both")

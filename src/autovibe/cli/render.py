@@ -125,6 +125,7 @@ class Output:
             self._plain_table(table)
 
     def tree(self, title: str, roots: Sequence[TreeNode]) -> None:
+        """A tree under ``title``; plain mode indents two spaces per level with ``- `` bullets."""
         if self.is_terminal:
             from rich.tree import Tree
 
@@ -214,6 +215,7 @@ class Output:
     def _plain_table(self, table: Table) -> None:
         headers = tuple(column.header.upper() for column in table.columns)
         widths = [max(len(cell) for cell in column) for column in zip(headers, *table.rows, strict=True)]
+        self._write()
         self._write(table.title)
 
         def fmt(cells: tuple[str, ...]) -> str:
@@ -330,3 +332,37 @@ def traceback(exc: BaseException) -> None:
 def help_text(text: str) -> None:
     """Help or version text, written as-is to stdout."""
     output().stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# ---- cell formatting shared by commands ----------------------------------------------------------
+_IEC = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_bytes(size: int | float) -> str:
+    """``4294967296`` -> ``4.0 GiB``; ``0`` -> ``0 B``. IEC units, as PVE's GUI shows them."""
+    value = float(size)
+    for unit in _IEC:
+        if abs(value) < 1024 or unit == _IEC[-1]:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: int | float) -> str:
+    """Uptime-style: ``3d 4h``, ``2h 5m``, ``4m 10s``, ``-`` for zero (stopped)."""
+    total = int(seconds)
+    if total <= 0:
+        return "-"
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def percent(fraction: float) -> str:
+    """``0.034`` -> ``3%``."""
+    return f"{fraction * 100:.0f}%"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -10,7 +11,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from autovibe.pve.config import Retry
@@ -43,12 +43,21 @@ def retrying(
     """A tenacity controller for one call: exponential backoff with jitter, ``sleep`` injected."""
     return AsyncRetrying(
         stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(initial=policy.backoff, max=policy.max_backoff, jitter=policy.backoff),
+        wait=_backoff(policy),
         retry=retry_if_exception(is_retryable),
         sleep=sleep,
         before_sleep=_log_retry(method, path),
         reraise=True,
     )
+
+
+def _backoff(policy: Retry) -> Callable[[RetryCallState], float]:
+    # Written out rather than tenacity's wait_exponential_jitter, whose arguments changed in 9.x.
+    def wait(state: RetryCallState) -> float:
+        base: float = policy.backoff * 2.0 ** (state.attempt_number - 1)
+        return min(base + random.uniform(0, policy.backoff), policy.max_backoff)
+
+    return wait
 
 
 def _log_retry(method: str, path: str) -> Callable[[RetryCallState], None]:

@@ -58,7 +58,7 @@ class Cluster:
         self.access = access
         self.faults = faults or FaultPlan(requests=[], tasks=[])
         self.tasks = tasks or TaskEngine()
-        self.rng = random.Random(seed)  # noqa: S311 - MACs and UUIDs of a simulation, not secrets
+        self.rng = random.Random(seed)
         self.boot_time = self.tasks.time - 3 * 86400.0  # nodes have been up a while
 
     # ---- construction -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class SimAuthError(SimApiError):
         super().__init__(401, message)
 
 
-class DropConnection(Exception):  # noqa: N818 - it is an instruction to the server, not a failure
+class DropConnection(Exception):
     """Raised by fault injection: the HTTP server closes the socket without answering."""
 
 

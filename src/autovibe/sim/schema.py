@@ -113,7 +113,8 @@ class Endpoint:
         """
         direct = self.params.get(name)
         if direct is not None:
-            return direct
+            # "net[n]" itself is the schema's spelling of a family of keys, never a key on the wire.
+            return direct if direct.max_index is None else None
         match = _INDEXED_NAME.match(name)
         if match is None:
             return None

@@ -1,27 +1,21 @@
 """A small asyncio HTTP/1.1 server for ASGI apps, built on h11, that can say what pveproxy says.
 
 Why not uvicorn: PVE puts its error text in the HTTP reason phrase (``HTTP/1.1 400 Parameter
-verification failed.``, and for 401 *only* there), proxmoxer shows exactly that text to users, and ASGI has
-no field for the reason phrase, so uvicorn always sends the standard one. This server adds that field:
+verification failed.``; for 401 *only* there) and proxmoxer shows exactly that text, but ASGI has no field
+for the reason phrase, so uvicorn always sends the standard one. The contract with the app:
 
-- An app may put a non-standard ``"reason"`` (str) into its ``http.response.start`` message. It becomes
-  the reason phrase, cut to its first line, with non-printable or non-latin-1 characters replaced by
-  ``?`` and at most 200 characters; without it (or when nothing is left) the standard phrase is sent.
-- An app raising :class:`autovibe.sim.errors.DropConnection` makes the server close the socket without
-  answering: that is how dropped connections are injected.
-- Any other exception is logged and answered with 500 when nothing was sent yet; otherwise the connection
-  is closed mid-response.
+- A non-standard ``"reason"`` (str) in ``http.response.start`` becomes the reason phrase: its first line,
+  non-printable or non-latin-1 characters replaced by ``?``, at most 200 characters. Without it (or when
+  nothing is left) the standard phrase is sent.
+- Raising :class:`autovibe.sim.errors.DropConnection` closes the socket without an answer (injected
+  dropped connections). Any other exception is logged and answered with 500 if nothing was sent yet;
+  otherwise the connection is closed mid-response.
 
-Connections are persistent (HTTP/1.1 keep-alive, pipelining allowed) and closed after
-``ServerLimits.idle_timeout_s`` without a request, like pveproxy. Request bodies are read completely before
-the app runs and are limited to ``ServerLimits.max_body_bytes`` (413 otherwise). Responses carry
-Content-Length when the app sends its body in one message and are chunked when it streams
-(``more_body``). The app runs on the server's event loop; no lifespan events are sent.
-
-Example::
-
-    with BackgroundServer(app, ssl_context=ctx) as server:
-        httpx.get(f"{server.url}/api2/json/version", verify=ctx_trusting_the_cert)
+Connections are persistent (keep-alive, pipelining) and closed when idle for
+``ServerLimits.idle_timeout_s``, like pveproxy. Request bodies are read completely before the app runs,
+up to ``ServerLimits.max_body_bytes`` (413 beyond). Responses carry Content-Length when the body comes in
+one message and are chunked when the app streams (``more_body``). The app runs on the server's event
+loop; no lifespan events are sent.
 """
 
 from __future__ import annotations
@@ -36,7 +30,6 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
@@ -407,12 +400,7 @@ class BackgroundServer:
             raise RuntimeError(f"simulator HTTP server did not start: {self._error}") from self._error
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -52,9 +52,9 @@ def validate(endpoint: Endpoint, raw: Mapping[str, Any], *, json_body: bool) -> 
     may be given as a list for ``array`` parameters. With ``json_body=True`` values keep their JSON
     types, so ``true``/``false`` are also booleans, and a JSON list is only valid for ``array`` types.
 
-    >>> validate(schema.endpoint("POST", "/nodes/{node}/qemu/{vmid}/snapshot"),
-    ...          {"node": "pve1", "vmid": "100", "snapname": "before-upgrade"}, json_body=False)
-    {'node': 'pve1', 'vmid': 100, 'snapname': 'before-upgrade'}
+    >>> snapshot = ApiSchema.load().endpoint("POST", "/nodes/{node}/qemu/{vmid}/snapshot")
+    >>> validate(snapshot, {"node": "pve1", "vmid": "100", "snapname": "s1"}, json_body=False)
+    {'node': 'pve1', 'vmid': 100, 'snapname': 's1'}
     """
     given = {key: value for key, value in raw.items() if value is not None}
     if not json_body:
@@ -73,6 +73,9 @@ def validate(endpoint: Endpoint, raw: Mapping[str, Any], *, json_body: bool) -> 
             else:
                 _add_error(errors, key, NOT_DEFINED)
             continue
+        if found.type == "array" and isinstance(value, str) and not json_body:
+            # Repeated form keys reach PVE NUL-joined; a lone value is a one-element array.
+            value = value.split("\0")
         coerced = _check_value(found, value, key, errors)
         if not isinstance(coerced, _Invalid):
             result[key] = coerced
@@ -131,9 +134,6 @@ def _type_error(kind: str | None, value: Any) -> str | None:
 
 def _check_value(param: Param, value: Any, path: str, errors: dict[str, str]) -> Any:
     """PVE's ``check_prop`` for one present value: the coerced value, or ``_INVALID`` after an error."""
-    if param.type == "array" and isinstance(value, str):
-        # Repeated form keys reach PVE NUL-joined; a lone value is a one-element array.
-        value = value.split("\0")
     failure = _type_error(param.type, value)
     if failure is not None:
         _add_error(errors, path, failure)

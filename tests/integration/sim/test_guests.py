@@ -85,7 +85,9 @@ async def test_clone_to_another_node_moves_the_new_config_there(driver: SimDrive
     assert (await driver.config(100, node="pve3"))["name"].startswith("Copy-of-VM")
     missing = await driver.request("GET", "/nodes/pve1/qemu/100/config")
     assert missing.status_code == 500
-    assert missing.json()["message"] == "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist\n"
+    assert (
+        missing.json()["message"] == "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist\n"
+    )
 
 
 async def test_power_cycle_and_its_sync_and_async_failures(driver: SimDriver) -> None:
@@ -146,14 +148,18 @@ async def test_resize_grows_and_refuses_to_shrink(driver: SimDriver) -> None:
     await driver.clone(100, full=True)
     await driver.ok("PUT", "/nodes/pve1/qemu/100/resize", disk="scsi0", size="+10G")
     assert (await driver.config(100))["scsi0"].endswith("size=30G")
-    shrink = await driver.finish(await driver.call("PUT", "/nodes/pve1/qemu/100/resize", disk="scsi0", size="5G"))
+    shrink = await driver.finish(
+        await driver.call("PUT", "/nodes/pve1/qemu/100/resize", disk="scsi0", size="5G")
+    )
     assert shrink["exitstatus"] == "shrinking disks is not supported"
 
 
 async def test_create_refuses_a_used_vmid_and_allocates_disks(driver: SimDriver) -> None:
     taken = await driver.request("POST", "/nodes/pve2/qemu", vmid=9000)
     assert taken.json()["message"] == "unable to create VM 9000 - VM 9000 already exists on node 'pve1'\n"
-    await driver.ok("POST", "/nodes/pve2/qemu", vmid=200, name="fresh", memory=2048, scsi0="local-zfs:16", start=True)
+    await driver.ok(
+        "POST", "/nodes/pve2/qemu", vmid=200, name="fresh", memory=2048, scsi0="local-zfs:16", start=True
+    )
     current = await driver.call("GET", "/nodes/pve2/qemu/200/status/current")
     assert current["status"] == "running" and current["maxdisk"] == 16 * GIB
 
@@ -166,7 +172,9 @@ async def test_create_refuses_a_used_vmid_and_allocates_disks(driver: SimDriver)
         ("/no/such/path", 501, "Method 'GET /no/such/path' not implemented"),
     ],
 )
-async def test_errors_have_pve_status_and_wording(driver: SimDriver, path: str, status: int, message: str) -> None:
+async def test_errors_have_pve_status_and_wording(
+    driver: SimDriver, path: str, status: int, message: str
+) -> None:
     response = await driver.request("GET", path)
     assert response.status_code == status
     assert response.json()["message"].startswith(message)

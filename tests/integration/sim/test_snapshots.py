@@ -18,7 +18,9 @@ async def running_clone(driver: SimDriver, vmid: int = 100, **clone: Any) -> Non
 
 async def test_snapshots_form_a_tree_with_a_current_entry(driver: SimDriver) -> None:
     await running_clone(driver)
-    await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot", snapname="base", vmstate=True, description="clean")
+    await driver.ok(
+        "POST", "/nodes/pve1/qemu/100/snapshot", snapname="base", vmstate=True, description="clean"
+    )
     await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot", snapname="step1")
     entries = await driver.call("GET", "/nodes/pve1/qemu/100/snapshot")
     assert tree(entries) == {"base": None, "step1": "base", "current": "step1"}
@@ -62,7 +64,10 @@ async def test_zfs_rolls_back_only_to_the_newest_snapshot(driver: SimDriver) -> 
         for name in ("first", "second"):
             await driver.ok("POST", f"/nodes/pve1/qemu/{vmid}/snapshot", snapname=name)
     refused = await driver.finish(await driver.call("POST", "/nodes/pve1/qemu/100/snapshot/first/rollback"))
-    assert refused["exitstatus"] == "can't rollback, 'first' is not most recent snapshot on 'local-zfs:vm-100-disk-0'"
+    assert (
+        refused["exitstatus"]
+        == "can't rollback, 'first' is not most recent snapshot on 'local-zfs:vm-100-disk-0'"
+    )
     assert "lock" not in await driver.config(100)
     await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot/second/rollback")
     await driver.ok("POST", "/nodes/pve1/qemu/101/snapshot/first/rollback")  # LVM-thin: any snapshot
@@ -74,7 +79,11 @@ async def test_deleting_a_snapshot_reparents_children_and_frees_its_ram_state(dr
         await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot", snapname=name, vmstate=True)
     assert "shared:vm-100-state-bb" in driver.sim.cluster.volumes
     await driver.ok("DELETE", "/nodes/pve1/qemu/100/snapshot/bb")
-    assert tree(await driver.call("GET", "/nodes/pve1/qemu/100/snapshot")) == {"aa": None, "cc": "aa", "current": "cc"}
+    assert tree(await driver.call("GET", "/nodes/pve1/qemu/100/snapshot")) == {
+        "aa": None,
+        "cc": "aa",
+        "current": "cc",
+    }
     assert "shared:vm-100-state-bb" not in driver.sim.cluster.volumes
     await driver.ok("DELETE", "/nodes/pve1/qemu/100/snapshot/aa")
     assert tree(await driver.call("GET", "/nodes/pve1/qemu/100/snapshot")) == {"cc": None, "current": "cc"}

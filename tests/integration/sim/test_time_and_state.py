@@ -66,9 +66,14 @@ async def test_state_persists_between_processes_and_tasks_finish_while_nobody_lo
 
 
 async def test_injected_task_failures_clean_up_like_pve(driver: SimDriver) -> None:
-    plan = {"requests": [], "tasks": [{"task_type": "qmclone", "failure_rate": 1.0, "message": "clone failed: boom"}]}
+    plan = {
+        "requests": [],
+        "tasks": [{"task_type": "qmclone", "failure_rate": 1.0, "message": "clone failed: boom"}],
+    }
     assert (await driver.api.put("https://pve1:8006/_sim/faults", json=plan)).status_code == 200
-    status = await driver.finish(await driver.call("POST", "/nodes/pve1/qemu/9000/clone", newid=100, full=True))
+    status = await driver.finish(
+        await driver.call("POST", "/nodes/pve1/qemu/9000/clone", newid=100, full=True)
+    )
     assert status["exitstatus"] == "clone failed: boom"
     log = await driver.call("GET", f"/nodes/pve1/tasks/{status['upid']}/log")
     assert log[-1]["t"] == "TASK ERROR: clone failed: boom"

@@ -142,6 +142,7 @@ def test_duplicate_endpoints_and_conflicting_placeholders_are_refused() -> None:
         ("unused255", "unused[n]"),
         ("cores", "cores"),
         ("net", None),
+        ("net[n]", None),
         ("nosuch0", None),
     ],
 )

@@ -73,7 +73,7 @@ def _create_finish(cluster: Cluster, task: Task) -> None:
     guest = task_guest(cluster, task)
     guest.config.pop("lock", None)
     if task.args.get("start"):
-        from autovibe.sim.routes.qemu_power import boot  # noqa: PLC0415 - avoid an import cycle
+        from autovibe.sim.routes.qemu_power import boot
 
         boot(cluster, guest, cluster.tasks.time)
 

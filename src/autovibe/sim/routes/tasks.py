@@ -95,16 +95,16 @@ def list_tasks(call: Call) -> Reply:
 def _matches(task: Task, p: dict[str, Any], source: str) -> bool:
     if (source == "archive" and task.running) or (source == "active" and not task.running):
         return False
-    checks = [
-        ("vmid", lambda v: task.id == str(v)),
-        ("typefilter", lambda v: task.type == v),
-        ("userfilter", lambda v: v in task.user),
-        ("since", lambda v: task.starttime >= int(v)),
-        ("until", lambda v: task.starttime <= int(v)),
-        ("errors", lambda v: not v or (not task.running and task.exitstatus != "OK")),
-        ("statusfilter", lambda v: _status_class(task) in str(v).split(",")),
-    ]
-    return all(check(p[key]) for key, check in checks if key in p)
+    failed = not task.running and task.exitstatus != "OK"
+    return not (
+        ("vmid" in p and task.id != str(p["vmid"]))
+        or ("typefilter" in p and task.type != p["typefilter"])
+        or ("userfilter" in p and str(p["userfilter"]) not in task.user)
+        or ("since" in p and task.starttime < int(p["since"]))
+        or ("until" in p and task.starttime > int(p["until"]))
+        or (p.get("errors") and not failed)
+        or ("statusfilter" in p and _status_class(task) not in str(p["statusfilter"]).split(","))
+    )
 
 
 def _status_class(task: Task) -> str:

@@ -1,0 +1,167 @@
+"""The composition root: the only place that decides between a real PVE and the embedded simulator.
+
+Faces call :func:`open_pve` (or :func:`open_connection` when they also need to describe the target)
+with the settings built at their edge, and hand the client to services::
+
+    async with open_pve(settings) as pve:
+        status = await cluster_service.cluster_status(pve=pve)
+
+Without ``pve_url`` the client talks to an in-process simulator through ``httpx.ASGITransport``:
+the same client code, no sockets, state kept in ``settings.sim_state_path`` so successive runs
+share one simulated cluster. The simulator is imported only on that path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autovibe.errors import AutovibeUnavailable
+from autovibe.pve import PasswordAuth, PveAuth, PveClient, PveTimeouts, TlsTrust, TokenAuth
+from autovibe.settings import Settings
+
+if TYPE_CHECKING:
+    from autovibe.sim.app import SimApp
+
+SIM_BASE_URL = "https://pve1:8006"
+"""The URL the in-process client uses; ASGITransport never resolves it, but UPIDs and logs show it."""
+
+SANDBOX_TARGET = "simulated cluster (embedded, in memory: nothing you run here touches your clusters)"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A ready client plus what faces and the doctor need to say about it.
+
+    ``clock`` is "now" in the client's world: wall-clock time for a real PVE, the simulator's
+    (possibly accelerated) clock for the embedded one, so ticket ages and node clock skew compare
+    like with like.
+    """
+
+    pve: PveClient
+    target: str
+    tls_mode: str
+    authid: str | None
+    clock: Callable[[], float]
+
+
+class SimulatorUnavailable(AutovibeUnavailable):
+    """The embedded simulator's state file cannot be read or written."""
+
+
+def describe_target(settings: Settings) -> str:
+    """One line naming the target: ``PVE https://host:8006`` or ``simulated cluster (embedded, …)``."""
+    if settings.pve_url is None:
+        return f"simulated cluster (embedded, state {_tilde(settings.sim_state_path)})"
+    return f"PVE {settings.pve_url}"
+
+
+def describe_tls(settings: Settings) -> str:
+    """How the PVE host's certificate is trusted, for the doctor and ``--verbose`` output."""
+    if settings.pve_url is None:
+        return "in-process (embedded simulator, no network)"
+    if settings.pve_url.startswith("http://"):
+        return "none: plain HTTP to a loopback address"
+    if settings.fingerprint is not None:
+        return f"pinned certificate, SHA-256 {settings.fingerprint[:11]}…"
+    if settings.ca_bundle is not None:
+        return f"CA bundle {_tilde(settings.ca_bundle)}"
+    return "system CA store"
+
+
+@asynccontextmanager
+async def open_pve(settings: Settings) -> AsyncIterator[PveClient]:
+    """A ``PveClient`` for the configured target, closed on exit. See :func:`open_connection`."""
+    async with open_connection(settings) as connection:
+        yield connection.pve
+
+
+@asynccontextmanager
+async def open_connection(settings: Settings) -> AsyncIterator[Connection]:
+    """Build the client from ``settings``: real PVE when ``pve_url`` is set, else the embedded sim."""
+    if settings.pve_url is None:
+        sim = _open_simulator(settings.sim_state_path, speed=settings.sim_speed)
+        async with _simulated(sim, settings, target=describe_target(settings)) as connection:
+            yield connection
+        return
+    auth = _auth(settings)
+    client = PveClient(
+        settings.pve_url,
+        auth=auth,
+        # Settings refuse verify_tls=false unless a pin or CA is given, and either one replaces
+        # the system store here, so the unsafe TlsTrust(verify=False) is never built.
+        tls=TlsTrust(ca_bundle=settings.ca_bundle, fingerprint=settings.fingerprint),
+        timeouts=_timeouts(settings),
+        node_concurrency=settings.node_concurrency,
+    )
+    authid = auth.token_id if isinstance(auth, TokenAuth) else settings.pve_user
+    async with client:
+        yield Connection(client, describe_target(settings), describe_tls(settings), authid, time.time)
+
+
+@asynccontextmanager
+async def open_sandbox(settings: Settings) -> AsyncIterator[Connection]:
+    """A fresh in-memory simulated cluster (three nodes, templates 9000/9001) for the demo.
+
+    Ignores ``pve_url`` and the persisted simulator on purpose: a tour must never touch a real
+    cluster or the user's simulated one. Runs at ``settings.sim_speed``.
+    """
+    from autovibe.sim.app import SimApp
+
+    sim = SimApp.open(None, speed=settings.sim_speed)
+    async with _simulated(sim, settings, target=SANDBOX_TARGET) as connection:
+        yield connection
+
+
+@asynccontextmanager
+async def _simulated(sim: SimApp, settings: Settings, *, target: str) -> AsyncIterator[Connection]:
+    import httpx
+
+    token = sim.ensure_token()
+    auth = TokenAuth(token)
+    client = PveClient(
+        SIM_BASE_URL,
+        auth=auth,
+        transport=httpx.ASGITransport(app=sim),
+        timeouts=_timeouts(settings),
+        node_concurrency=settings.node_concurrency,
+        clock=sim.clock.now,
+    )
+    async with client:
+        yield Connection(client, target, describe_tls(settings), auth.token_id, sim.clock.now)
+
+
+def _open_simulator(state_path: Path, *, speed: float) -> SimApp:
+    from autovibe.sim.app import SimApp
+
+    try:
+        return SimApp.open(state_path, speed=speed)
+    except (OSError, ValueError) as exc:  # unreadable file, bad JSON, unknown state format
+        raise SimulatorUnavailable(
+            f"cannot open the simulated cluster at {_tilde(state_path)}: {exc}",
+            hint=f"remove {state_path} to start a fresh simulated cluster, or pass --sim-state",
+        ) from exc
+
+
+def _auth(settings: Settings) -> PveAuth:
+    if settings.pve_token is not None:
+        return TokenAuth(settings.pve_token)
+    if settings.pve_user is not None and settings.pve_password is not None:
+        return PasswordAuth(settings.pve_user, settings.pve_password)
+    # Unreachable: Settings refuses a pve_url without credentials.
+    raise AssertionError("settings validated without credentials")
+
+
+def _timeouts(settings: Settings) -> PveTimeouts:
+    return PveTimeouts(connect=settings.timeouts.connect, read=settings.timeouts.read)
+
+
+def _tilde(path: Path) -> str:
+    try:
+        return f"~/{path.relative_to(Path.home())}"
+    except ValueError:
+        return str(path)
