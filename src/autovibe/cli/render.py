@@ -99,7 +99,7 @@ class Output:
     def header(self, target: str) -> None:
         """The first line of every human-facing output: which cluster this is about."""
         if self.is_terminal:
-            self._rich().print(f"[bold]target:[/] [cyan]{_escape(target)}[/]")
+            self._rich().print(f"[bold]target:[/] [cyan]{_escape(target)}[/]", soft_wrap=True)
         else:
             self._write(f"target: {target}")
 
@@ -107,15 +107,16 @@ class Output:
         """A line of prose; ``style`` is a Rich style used only on terminals."""
         if self.is_terminal:
             escaped = _escape(text)
-            self._rich().print(f"[{style}]{escaped}[/]" if style else escaped)
+            self._rich().print(f"[{style}]{escaped}[/]" if style else escaped, soft_wrap=True)
         else:
             self._write(text)
 
     def step(self, number: int, text: str) -> None:
         """A numbered step of a scripted flow (the demo)."""
         if self.is_terminal:
-            self._rich().print(f"\n[bold cyan]{number}.[/] [bold]{_escape(text)}[/]")
+            self._rich().print(f"\n[bold cyan]{number}.[/] [bold]{_escape(text)}[/]", soft_wrap=True)
         else:
+            self._write()
             self._write(f"{number}. {text}")
 
     def table(self, table: Table) -> None:
@@ -205,9 +206,15 @@ class Output:
         from rich import box
         from rich.table import Table as RichTable
 
-        rich_table = RichTable(title=_escape(table.title), title_justify="left", box=box.SIMPLE_HEAD)
+        rich_table = RichTable(
+            title=_escape(table.title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+        )
         for column in table.columns:
-            rich_table.add_column(_escape(column.header), justify=column.justify, no_wrap=True)
+            # Numbers must never be cut ("9…" for 9000); text columns wrap on narrow terminals.
+            numeric = column.justify == "right"
+            rich_table.add_column(
+                _escape(column.header), justify=column.justify, no_wrap=numeric, overflow="fold"
+            )
         for row in table.rows:
             rich_table.add_row(*(_escape(cell) for cell in row))
         self._rich().print(rich_table)

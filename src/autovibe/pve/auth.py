@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from autovibe.pve.errors import PveAuthError, PveProtocolError
@@ -33,6 +34,8 @@ TICKET_RENEW_AFTER = 105 * 60.0
 """Renew a ticket once it is this old, well before ``TICKET_LIFETIME``."""
 
 TICKET_PATH = "/access/ticket"
+
+_log = structlog.get_logger("autovibe.pve")
 
 
 class TokenAuth:
@@ -162,6 +165,8 @@ class TicketSession:
         return self._clock() - ticket.issued_at
 
     async def _login(self, login: TicketLogin, password: SecretStr) -> Ticket:
+        renewal = password is not self._auth.password
+        _log.info("pve.login", username=self._auth.username, renewal=renewal)
         data = await login({"username": self._auth.username, "password": password.get_secret_value()})
         try:
             grant = _Grant.model_validate(data)

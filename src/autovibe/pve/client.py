@@ -53,6 +53,7 @@ API_PREFIX = "/api2/json"
 # sending a request onto a connection the server is closing.
 _KEEPALIVE_EXPIRY = 4.0
 _log = structlog.get_logger("autovibe.pve")
+_TLS_HINT = "trust the host with its CA bundle or its pinned certificate fingerprint (pvenode cert info)"
 
 
 @contextlib.contextmanager
@@ -64,7 +65,9 @@ def translate_errors(method: str, path: str) -> Iterator[None]:
         raise PveTimeout(f"timed out ({type(exc).__name__})", method=method, path=path) from exc
     except httpx.ConnectError as exc:
         if _caused_by_ssl(exc):
-            raise PveTlsError(f"TLS handshake failed: {exc}", method=method, path=path) from exc
+            raise PveTlsError(
+                f"TLS handshake failed: {exc}", method=method, path=path, hint=_TLS_HINT
+            ) from exc
         raise PveConnectError(f"cannot connect: {exc}", method=method, path=path) from exc
     except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
         raise PveConnectError(f"connection lost ({type(exc).__name__})", method=method, path=path) from exc
@@ -120,7 +123,10 @@ class PveClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         root = base_url.rstrip("/").removesuffix(API_PREFIX)
-        url = httpx.URL(root)
+        try:
+            url = httpx.URL(root)
+        except httpx.InvalidURL:
+            url = httpx.URL()
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"base_url must look like https://host:8006, got {base_url!r}")
         if node_concurrency < 1:

@@ -164,7 +164,7 @@ async def wait_for_task(
             raise PveTaskTimeout(upid.raw, clock() - started)
         await sleep(min(next(delays), remaining))
     if not status.ok:
-        tail = ()
+        tail = await reader.task_log_tail(upid)
         raise PveTaskFailed(
             upid.raw,
             status.exitstatus or "unknown exit status",

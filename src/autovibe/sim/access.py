@@ -36,7 +36,9 @@ TOKEN_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]+$")
 _TOKEN_HEADER_RE = re.compile(r"^\s*PVEAPIToken[=\s]\s*(\S.*?)\s*$")
 _COOKIE_IN_AUTH_RE = re.compile(r"(?:^|\s)PVEAuthCookie=([^;]*)")
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+# ~10 ms per hash: still costlier than PVE's own shadow.cfg (sha256-crypt, 5000 rounds), and PVE keeps
+# token secrets in plain text. The parameters are stored in each record, so they can be raised later.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**12, 8, 1
 
 
 def hash_secret(secret: str) -> str:
@@ -226,29 +228,34 @@ class AccessState:
           "acl": [{"path", "ugid", "role", "propagate": bool}]}``. Every key is optional. A listed user
         gets exactly the listed roles (none when ``roles`` is absent); an existing user (root@pam)
         gets its password replaced. Tokens default to ``privsep`` False, like ``add_token``.
-        Raises ValueError (naming the bad entry) on malformed input.
+        Raises ValueError naming the bad entry (``users[2]: ...``); earlier entries stay applied.
         """
-        for entry in config.get("users", []):
-            userid, password = str(entry["userid"]), entry.get("password")
-            if userid in self.users and password is not None:
-                self.set_password(userid, str(password))
-            elif userid not in self.users:
-                self.add_user(userid, None if password is None else str(password), roles=())
-            for path, roleid in entry.get("roles", []):
-                self.set_acl(str(path), userid, str(roleid))
-        for entry in config.get("tokens", []):
-            userid, _, name = str(entry["id"]).rpartition("!")
-            secret = entry.get("secret")
-            self.add_token(
-                userid,
-                name,
-                None if secret is None else str(secret),
-                privsep=bool(entry.get("privsep", False)),
-            )
-        for entry in config.get("acl", []):
-            self.set_acl(
-                str(entry["path"]), str(entry["ugid"]), str(entry["role"]), bool(entry.get("propagate", True))
-            )
+        appliers = (("users", self._apply_user), ("tokens", self._apply_token), ("acl", self._apply_acl))
+        for section, apply in appliers:
+            for index, entry in enumerate(config.get(section, [])):
+                try:
+                    apply(entry)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(f"access config {section}[{index}]: {exc}") from exc
+
+    def _apply_user(self, entry: Mapping[str, Any]) -> None:
+        userid, password = str(entry["userid"]), entry.get("password")
+        if userid not in self.users:
+            self.add_user(userid, None if password is None else str(password), roles=())
+        elif password is not None:
+            self.set_password(userid, str(password))
+        for path, roleid in entry.get("roles", []):
+            self.set_acl(str(path), userid, str(roleid))
+
+    def _apply_token(self, entry: Mapping[str, Any]) -> None:
+        userid, _, name = str(entry["id"]).rpartition("!")
+        secret = entry.get("secret")
+        privsep = bool(entry.get("privsep", False))
+        self.add_token(userid, name, None if secret is None else str(secret), privsep=privsep)
+
+    def _apply_acl(self, entry: Mapping[str, Any]) -> None:
+        propagate = bool(entry.get("propagate", True))
+        self.set_acl(str(entry["path"]), str(entry["ugid"]), str(entry["role"]), propagate)
 
     # ---- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -108,6 +108,20 @@ def _san_entries(hostnames: Sequence[str]) -> list[x509.GeneralName]:
     return entries
 
 
+# Signing TLS handshakes (ECDHE) and, as its own trust anchor, itself.
+_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def _build_certificate(key: ec.EllipticCurvePrivateKey, hostnames: Sequence[str]) -> x509.Certificate:
     name = x509.Name(
         [
@@ -130,20 +144,7 @@ def _build_certificate(key: ec.EllipticCurvePrivateKey, hostnames: Sequence[str]
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.SubjectAlternativeName(_san_entries(hostnames)), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_KEY_USAGE, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)

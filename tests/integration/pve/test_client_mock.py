@@ -485,9 +485,10 @@ def pin(cert):
 
 
 async def test_pinned_certificate_is_trusted_and_probe_sends_nothing(tmp_path, node_cert):
-    async with TinyTlsServer(tmp_path, node_cert) as server, PveClient(
-        server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))
-    ) as pve:
+    async with (
+        TinyTlsServer(tmp_path, node_cert) as server,
+        PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))) as pve,
+    ):
         version = await pve.version()
 
     assert version.repoid == "tls"
@@ -496,9 +497,10 @@ async def test_pinned_certificate_is_trusted_and_probe_sends_nothing(tmp_path, n
 
 async def test_pin_mismatch_fails_closed_naming_both_fingerprints(tmp_path, node_cert):
     other = make_certificate("impostor")
-    async with TinyTlsServer(tmp_path, other) as server, PveClient(
-        server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))
-    ) as pve:
+    async with (
+        TinyTlsServer(tmp_path, other) as server,
+        PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))) as pve,
+    ):
         with pytest.raises(PveTlsError) as caught:
             await pve.version()
 
@@ -507,9 +509,10 @@ async def test_pin_mismatch_fails_closed_naming_both_fingerprints(tmp_path, node
 
 
 async def test_certificate_swapped_after_pinning_fails_the_handshake(tmp_path, node_cert):
-    async with TinyTlsServer(tmp_path, node_cert) as server, PveClient(
-        server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))
-    ) as pve:
+    async with (
+        TinyTlsServer(tmp_path, node_cert) as server,
+        PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))) as pve,
+    ):
         await pve.version()
         server.use(make_certificate("pve1.example"))
         with pytest.raises(PveTlsError):

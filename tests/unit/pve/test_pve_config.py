@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.fakes.pve_handlers import make_certificate
 
 from autovibe.pve import PollPolicy, PveTimeouts, Retry, TlsTrust, normalize_fingerprint
 from autovibe.pve.config import format_fingerprint
 from autovibe.pve.tls import certificate_fingerprint, pinned_context
+from tests.fakes.pve_handlers import make_certificate
 
 DIGEST = hashlib.sha256(b"certificate").hexdigest()
 

@@ -248,10 +248,13 @@ def test_apply_config_creates_least_privileged_users_tokens_and_acls(access):
         {"users": [{"userid": "dan@pve", "roles": [["/", "Superuser"]]}]},
         {"tokens": [{"id": "ghost@pve!ci"}]},
         {"acl": [{"path": "/", "ugid": "ghost@pve", "role": "PVEAuditor"}]},
+        {"acl": [{"path": "/", "role": "PVEAuditor"}]},
+        {"users": [{"userid": "ok@pve"}, {"password": "x"}]},
     ],
 )
-def test_apply_config_rejects_bad_entries(access, config):
-    with pytest.raises(ValueError):
+def test_apply_config_rejects_bad_entries_naming_them(access, config):
+    section = next(iter(config))
+    with pytest.raises(ValueError, match=rf"^access config {section}\[{len(config[section]) - 1}\]: "):
         access.apply_config(config)
 
 

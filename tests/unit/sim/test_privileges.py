@@ -221,9 +221,11 @@ def test_clone_pool_alternative_counts_only_when_pool_is_given(access, schema):
     clone = perms(schema, "POST", "/nodes/{node}/qemu/{vmid}/clone")
     params = {"node": "pve1", "vmid": 9000, "newid": 101}
     access.set_acl("/vms/9000", "alice@pve", "PVETemplateUser")
-    access.set_acl("/pool/dev", "alice@pve", "PVEVMAdmin")
+    # VM.Allocate on every pool: "/pool/-" (the path without a pool) would pass, if it were checked.
+    access.set_acl("/pool", "alice@pve", "PVEVMAdmin")
     check_permissions(access, ALICE, clone, {**params, "pool": "dev"})
     assert denied(access, ALICE, clone, params) == "Permission check failed"
+    access.set_acl("/pool/prod", "alice@pve", "NoAccess")
     assert denied(access, ALICE, clone, {**params, "pool": "prod"}) == "Permission check failed"
 
 

@@ -1,0 +1,159 @@
+"""``autovibe demo``: a short scripted tour on a fresh, in-memory simulated cluster.
+
+It never touches a real cluster nor the user's persisted simulated one (``composition.open_sandbox``).
+Each step is one small service call from ``autovibe.cluster.guests``; later issues swap them for the
+machines and checkpoints services without changing the script's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from autovibe.cli import render
+from autovibe.cli.commands import load_cli_settings, run
+
+if TYPE_CHECKING:
+    from autovibe.cluster.models import GuestRef, SnapshotNode
+    from autovibe.composition import Connection
+    from autovibe.pve import TaskStatus
+    from autovibe.settings import Settings
+
+app = typer.Typer(rich_markup_mode=None, add_completion=False)
+
+TEMPLATE_VMID = 9000
+VM_NAME = "demo-vm"
+CORES = 2
+MEMORY_MIB = 4096
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    speed: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=10_000, help="Simulated seconds per real second [default: sim_speed, 20]."),
+    ] = None,
+) -> None:
+    """Clone a VM from a template, configure, start, snapshot with RAM, roll back and clean up, all on
+    a throwaway simulated cluster."""
+    settings = load_cli_settings(ctx)
+    if speed is not None:
+        settings = settings.model_copy(update={"sim_speed": speed})
+    run(_tour(settings))
+    _what_next()
+
+
+async def _tour(settings: Settings) -> None:
+    from autovibe.cluster import service as cluster_service
+    from autovibe.composition import open_sandbox
+
+    from .cluster import guests_table, nodes_table
+
+    async with open_sandbox(settings) as connection:
+        render.header(connection.target)
+        status = await cluster_service.cluster_status(pve=connection.pve)
+        render.step(1, f"A simulated Proxmox VE {status.version} cluster, three nodes and two templates")
+        render.table(nodes_table(status))
+        render.table(guests_table(status))
+        guest = await _create(connection, timeout=settings.timeouts.task)
+        await _snapshots(connection, guest, timeout=settings.timeouts.task)
+        await _clean_up(connection, guest, timeout=settings.timeouts.task)
+
+
+async def _create(connection: Connection, *, timeout: float) -> GuestRef:  # noqa: ASYNC109
+    from autovibe.cluster import guests
+
+    pve = connection.pve
+    template = await guests.find_guest(pve=pve, vmid=TEMPLATE_VMID, template=True)
+    render.step(2, f"Clone template {template.vmid} ({template.name}) into a new VM")
+    with render.progress(f"full clone of {template.vmid} on {template.node}") as bar:
+        guest = await guests.clone_template(
+            pve=pve, template=template, name=VM_NAME, progress=_follow(bar), task_timeout=timeout
+        )
+    render.line(f"VM {guest.vmid} '{VM_NAME}' is on {guest.node}")
+    render.step(3, f"Give it {CORES} cores and {MEMORY_MIB} MiB of memory, then start it")
+    await guests.configure(pve=pve, guest=guest, cores=CORES, memory_mib=MEMORY_MIB)
+    with render.progress(f"start VM {guest.vmid}") as bar:
+        await guests.start(pve=pve, guest=guest, progress=_follow(bar), task_timeout=timeout)
+    render.line(f"VM {guest.vmid} is {await guests.guest_power_state(pve=pve, guest=guest)}")
+    return guest
+
+
+async def _snapshots(connection: Connection, guest: GuestRef, *, timeout: float) -> None:  # noqa: ASYNC109
+    from autovibe.cluster import guests
+
+    pve = connection.pve
+    render.step(4, "Take a snapshot of the running VM, RAM included, so it can resume exactly here")
+    with render.progress("snapshot 'warm' with RAM") as bar:
+        await guests.snapshot(
+            pve=pve,
+            guest=guest,
+            name="warm",
+            description="running, RAM saved",
+            vmstate=True,
+            progress=_follow(bar),
+            task_timeout=timeout,
+        )
+    snapshots = await guests.list_snapshots(pve=pve, guest=guest)
+    render.tree(f"snapshots of VM {guest.vmid}", _tree_nodes(guests.snapshot_tree(snapshots)))
+    render.step(5, "Roll back to 'warm': disks, config and RAM return to that moment")
+    with render.progress("rollback to 'warm'") as bar:
+        await guests.rollback(pve=pve, guest=guest, name="warm", progress=_follow(bar), task_timeout=timeout)
+    render.line(f"VM {guest.vmid} is {await guests.guest_power_state(pve=pve, guest=guest)} again, from RAM")
+
+
+async def _clean_up(connection: Connection, guest: GuestRef, *, timeout: float) -> None:  # noqa: ASYNC109
+    from autovibe.cluster import guests
+
+    pve = connection.pve
+    render.step(6, f"Stop and delete VM {guest.vmid}")
+    with render.progress(f"stop VM {guest.vmid}") as bar:
+        await guests.stop(pve=pve, guest=guest, progress=_follow(bar), task_timeout=timeout)
+    with render.progress(f"delete VM {guest.vmid} and its disks") as bar:
+        await guests.delete(pve=pve, guest=guest, progress=_follow(bar), task_timeout=timeout)
+
+
+def _follow(bar: render.ProgressBar) -> Callable[[TaskStatus], None]:
+    def update(status: TaskStatus) -> None:
+        bar.update(note=status.status if status.running else (status.exitstatus or status.status))
+
+    return update
+
+
+def _tree_nodes(nodes: Sequence[SnapshotNode]) -> tuple[render.TreeNode, ...]:
+    return tuple(render.TreeNode(_snapshot_label(node), _tree_nodes(node.children)) for node in nodes)
+
+
+def _snapshot_label(node: SnapshotNode) -> str:
+    snap = node.snapshot
+    if snap.is_current:
+        return "current (you are here)"
+    parts = [snap.name]
+    if snap.snaptime is not None:
+        parts.append(snap.snaptime.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    if snap.vmstate:
+        parts.append("with RAM")
+    if snap.description:
+        parts.append(f"- {snap.description}")
+    return "  ".join(parts)
+
+
+def _what_next() -> None:
+    render.step(7, "What to try next")
+    for text in (
+        "autovibe cluster status        your own simulated cluster (kept between runs)",
+        "autovibe doctor                check a cluster: reachability, TLS, auth, clocks, privileges",
+        "autovibe sim serve --tls       serve the simulator over HTTPS for any PVE client",
+        "",
+        "then, with the API token and certificate that `sim serve --tls` prints:",
+        "  from proxmoxer import ProxmoxAPI",
+        '  pve = ProxmoxAPI("localhost", port=8006, user="root@pam", token_name="NAME",',
+        '                   token_value="SECRET", verify_ssl="sim-tls/pve-ssl.pem")',
+        "  print(pve.nodes.get())",
+        "",
+        "point autovibe at a real PVE with AUTOVIBE_PVE_URL=https://HOST:8006 and AUTOVIBE_PVE_TOKEN.",
+    ):
+        render.line(text)
