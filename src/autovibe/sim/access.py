@@ -206,6 +206,10 @@ class AccessState:
     def remove_acl(self, path: str, ugid: str, roleid: str) -> None:
         self.acls = [e for e in self.acls if (e.path, e.ugid, e.roleid) != (path, ugid, roleid)]
 
+    def remove_path(self, path: str) -> None:
+        """Drop every ACL entry on ``path``, as PVE does when it destroys the guest ``/vms/<vmid>``."""
+        self.acls = [e for e in self.acls if e.path != path]
+
     def has_ugid(self, ugid: str) -> bool:
         """Whether ``ugid`` names an existing user or token."""
         if ugid in self.users:

@@ -164,6 +164,8 @@ def effective_privileges(
 ) -> dict[str, bool]:
     """Privileges ``identity`` holds on ``path``, each mapped to whether it propagates to sub-paths.
 
+    Pass ``pools`` (the cluster's pool membership) so roles granted on ``/pool/<id>`` reach its members.
+
     >>> effective_privileges(access, Identity("alice@pve"), "/vms/100")
     {'VM.Audit': True, 'VM.PowerMgmt': True, ...}
     """

@@ -97,6 +97,10 @@ def task_kind(kind: TaskKind) -> TaskKind:
     return kind
 
 
+# Like PVE's task archive, keep a bounded history: the newest finished tasks and every running one.
+KEEP_FINISHED = 1000
+
+
 def make_upid(node: str, pid: int, pstart: int, starttime: int, wtype: str, wid: str, user: str) -> str:
     """``UPID:node:PID:PSTART:STARTTIME:type:id:user:`` — hex fields, trailing colon (SEMANTICS §3)."""
     return f"UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{wtype}:{wid}:{user}:"
@@ -122,6 +126,7 @@ class TaskEngine:
             self.next_pid += 1
             upid = make_upid(node, self.next_pid, pstart, start, kind.type, wid, user)
         task = Task(upid, node, kind.type, wid, user, start, self.next_pid, pstart, kind.name, args)
+        self._prune()
         task.injected_failure = cluster.faults.task_failure(kind.type)
         self.tasks[upid] = task
         try:
@@ -132,6 +137,13 @@ class TaskEngine:
         if not task.phases:
             self._complete(cluster, task)
         return task
+
+    def _prune(self) -> None:
+        finished = [t for t in self.tasks.values() if not t.running]
+        if len(finished) > KEEP_FINISHED:
+            finished.sort(key=lambda t: (t.endtime or 0, t.upid))
+            for task in finished[: len(finished) - KEEP_FINISHED]:
+                del self.tasks[task.upid]
 
     def advance(self, cluster: Cluster, now: float) -> None:
         """Replay simulated time up to ``now``: progress phases, finish tasks in time order."""

@@ -61,8 +61,7 @@ def test_login_answers_pve_shaped_ticket_csrf_token_and_cap(access):
     assert match and match["user"] == "alice@pve" and int(match["hex"], 16) == T0
     assert CSRF_RE.match(result["CSRFPreventionToken"])
     assert result["CSRFPreventionToken"].startswith(f"{T0:08X}:")
-    assert result["cap"]["vms"] == {"VM.Audit": 1, "VM.Backup": 1, "VM.Config.CDROM": 1,
-                                    "VM.Config.Cloudinit": 1, "VM.Console": 1, "VM.PowerMgmt": 1}  # fmt: skip
+    assert result["cap"]["vms"] == dict.fromkeys(ROLES["PVEVMUser"], 1)
 
 
 def test_login_with_realm_parameter(access):
@@ -210,6 +209,12 @@ def test_add_token_defaults_to_a_uuid4_secret_without_privsep(access):
     secret = access.add_token("alice@pve", "cli")
     assert uuid.UUID(secret).version == 4
     assert access.users["alice@pve"].tokens["cli"].privsep is False
+
+
+def test_remove_path_drops_only_that_paths_entries(access):
+    access.set_acl("/vms/101", "alice@pve", "PVEAuditor")
+    access.remove_path("/vms/100")
+    assert [(e.path, e.roleid) for e in access.acls] == [("/vms/101", "PVEAuditor")]
 
 
 def test_persisted_state_keeps_hashes_only_and_round_trips(access):
