@@ -174,8 +174,14 @@ def snapshot_tree(snapshots: Iterable[SnapshotView]) -> list[SnapshotNode]:
         parent = item.parent if item.parent in names and item.parent != item.name else None
         children.setdefault(parent, []).append(item)
 
-    def grow(item: SnapshotView, seen: frozenset[str]) -> SnapshotNode:
-        kids = [kid for kid in children.get(item.name, []) if kid.name not in seen]
-        return SnapshotNode(snapshot=item, children=tuple(grow(kid, seen | {kid.name}) for kid in kids))
+    placed: set[str] = set()
 
-    return [grow(root, frozenset({root.name})) for root in children.get(None, [])]
+    def grow(item: SnapshotView) -> SnapshotNode:
+        placed.add(item.name)
+        kids = [kid for kid in children.get(item.name, []) if kid.name not in placed]
+        return SnapshotNode(snapshot=item, children=tuple(grow(kid) for kid in kids))
+
+    roots = [grow(root) for root in children.get(None, [])]
+    # A parent cycle (corrupt config) has no root; show such snapshots as roots rather than drop them.
+    roots.extend(grow(item) for item in items if item.name not in placed)
+    return roots

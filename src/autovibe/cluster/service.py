@@ -185,7 +185,7 @@ async def _first_contact(pve: PveClient, *, tls_mode: str) -> tuple[Check, Check
         version = await pve.version()
     except PveTlsError as exc:
         return (
-            Check(name="reachability", status="fail", detail=f"TLS handshake failed: {exc}"),
+            Check(name="reachability", status="fail", detail=str(exc)),
             Check(name="tls", status="fail", detail=tls_mode, hint=_TLS_HINT),
             Check(name="auth", status="skip", detail="not checked"),
         )

@@ -109,7 +109,7 @@ def apply_config(cluster: Cluster, guest: Guest, changes: dict[str, str], delete
     Deleting a disk drive turns it into ``unusedN`` (its data is kept, as PVE does); deleting an
     ``unusedN`` entry frees the volume.
     """
-    for key in _split_list(delete):
+    for key in split_list(delete):
         if key not in guest.config:
             continue
         value = guest.config.pop(key)
@@ -125,7 +125,8 @@ def apply_config(cluster: Cluster, guest: Guest, changes: dict[str, str], delete
         guest.config[key] = value
 
 
-def _split_list(text: str | None) -> list[str]:
+def split_list(text: str | None) -> list[str]:
+    """PVE's list parameters: separated by commas, semicolons or spaces."""
     return [k for k in re.split(r"[,;\s]+", text or "") if k]
 
 

@@ -179,3 +179,26 @@ async def test_errors_have_pve_status_and_wording(
     assert response.status_code == status
     assert response.json()["message"].startswith(message)
     assert response.json()["data"] is None
+
+
+async def test_pool_roles_reach_pool_members_and_acls_die_with_the_guest(driver: SimDriver) -> None:
+    await driver.call("POST", "/pools", poolid="team", comment="agents")
+    await driver.clone(100, pool="team")
+    await driver.clone(101)
+    access = driver.sim.cluster.access
+    access.apply_config({"users": [{"userid": "alice@pve", "password": "alice-pw-1"}]})
+    access.set_acl("/pool/team", "alice@pve", "PVEVMUser")
+    access.set_acl("/vms/101", "alice@pve", "PVEAuditor")
+    secret = access.add_token("alice@pve", "t1")
+    alice = {"Authorization": f"PVEAPIToken=alice@pve!t1={secret}"}
+    seen = await driver.api.get("/nodes/pve1/qemu/100/status/current", headers=alice)
+    assert seen.status_code == 200
+    refused = await driver.api.post("/nodes/pve1/qemu/101/status/start", headers=alice)
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "Permission check failed (/vms/101, VM.PowerMgmt)\n"
+    members = await driver.call("GET", "/pools", poolid="team")
+    assert [m["vmid"] for m in members[0]["members"]] == [100]
+    busy = await driver.request("DELETE", "/pools", poolid="team")
+    assert busy.json()["message"] == "pool 'team' is not empty (contains VM 100)\n"
+    await driver.ok("DELETE", "/nodes/pve1/qemu/101")
+    assert not [e for e in access.acls if e.path == "/vms/101"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("access", "cluster", "nodes", "tasks", "storage", "qemu", "qemu_power", "clone", "snapshot")
+MODULES = ("access", "cluster", "nodes", "tasks", "storage", "qemu", "qemu_power", "clone", "snapshot", "pools")
 
 
 def load_all() -> None:

@@ -46,7 +46,7 @@ def _visible(call: Call, row: dict[str, Any]) -> bool:
         "storage": (f"/storage/{row.get('storage')}", "Datastore.Audit"),
         "pool": (f"/pool/{row.get('pool')}", "Pool.Audit"),
     }[row["type"]]
-    return priv in effective_privileges(call.cluster.access, call.identity, path)
+    return priv in effective_privileges(call.cluster.access, call.identity, path, pools=call.cluster.pools)
 
 
 @route("GET", "/cluster/nextid")

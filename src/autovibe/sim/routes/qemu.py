@@ -196,13 +196,13 @@ def post_config(call: Call) -> str | None:
 # ---- destroy -----------------------------------------------------------------------------------
 def destroy_guest(cluster: Cluster, vmid: int) -> None:
     """Remove a guest and every volume it owns (disks, unused, RAM states), and its pool membership."""
-    guest = cluster.guests.pop(vmid, None)
+    cluster.guests.pop(vmid, None)
     for volid in [v.volid for v in cluster.volumes.values() if v.vmid == vmid]:
         cluster.free_volume(volid)
     for pool in cluster.pools.values():
         if vmid in pool.get("vms", []):
             pool["vms"].remove(vmid)
-    del guest
+    cluster.access.remove_path(f"/vms/{vmid}")  # PVE drops the guest's ACL entries with it
 
 
 def _destroy_begin(cluster: Cluster, task: Task) -> list[Phase]:

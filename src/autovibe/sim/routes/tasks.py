@@ -36,7 +36,9 @@ def _may_see(call: Call, task: Task) -> bool:
         return task.user == identity.authid
     if task.user.split("!")[0] == identity.userid:
         return True
-    return "Sys.Audit" in effective_privileges(call.cluster.access, identity, f"/nodes/{task.node}")
+    return "Sys.Audit" in effective_privileges(
+        call.cluster.access, identity, f"/nodes/{task.node}", pools=call.cluster.pools
+    )
 
 
 @route("GET", "/nodes/{node}/tasks/{upid}")

@@ -1,0 +1,68 @@
+"""The privilege gap: a pure function of the ``GET /access/permissions`` answer."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autovibe.cluster.service import REQUIRED_PRIVILEGES, missing_privileges, privileges_at
+
+NAMES = [need.name for need in REQUIRED_PRIVILEGES]
+
+
+def test_required_list_is_the_documented_fifteen() -> None:
+    assert NAMES == [
+        "VM.Allocate",
+        "VM.Clone",
+        "VM.Config.CPU",
+        "VM.Config.Memory",
+        "VM.Config.Disk",
+        "VM.Config.Network",
+        "VM.Config.Options",
+        "VM.PowerMgmt",
+        "VM.Snapshot",
+        "VM.Snapshot.Rollback",
+        "VM.Audit",
+        "Datastore.AllocateSpace",
+        "Datastore.Audit",
+        "Sys.Audit",
+        "SDN.Use",
+    ]
+
+
+def test_everything_on_root_with_propagation_leaves_nothing_missing() -> None:
+    assert missing_privileges({"/": dict.fromkeys(NAMES, 1)}) == []
+
+
+def test_root_without_propagation_covers_no_child_path() -> None:
+    assert missing_privileges({"/": dict.fromkeys(NAMES, 0)}) == list(REQUIRED_PRIVILEGES)
+
+
+def test_nothing_granted_means_everything_missing() -> None:
+    assert missing_privileges({}) == list(REQUIRED_PRIVILEGES)
+
+
+def test_a_listed_path_holds_its_privileges_whatever_the_propagate_flag() -> None:
+    held = privileges_at({"/vms": {"VM.Audit": 0}}, "/vms")
+    assert held == frozenset({"VM.Audit"})
+
+
+def test_nearest_listed_ancestor_decides_for_unlisted_paths() -> None:
+    permissions = {"/": {"SDN.Use": 1}, "/sdn": {"SDN.Use": 0}}
+    # /sdn is listed and does not propagate, so /sdn/zones does not get SDN.Use from "/".
+    assert privileges_at(permissions, "/sdn/zones") == frozenset()
+    assert privileges_at({"/": {"SDN.Use": 1}}, "/sdn/zones") == frozenset({"SDN.Use"})
+
+
+def test_vm_admin_on_vms_only_leaves_storage_node_and_sdn_privileges_missing() -> None:
+    vm_privileges = {name: 1 for name in NAMES if name.startswith("VM.")}
+    missing = missing_privileges({"/vms": vm_privileges})
+    assert [need.name for need in missing] == ["Datastore.AllocateSpace", "Datastore.Audit", "Sys.Audit", "SDN.Use"]
+    assert {need.path for need in missing} == {"/storage", "/nodes", "/sdn/zones"}
+
+
+@given(st.sets(st.sampled_from(NAMES)), st.sets(st.text(min_size=3, max_size=12)))
+def test_missing_is_exactly_required_minus_granted(granted: set[str], unrelated: set[str]) -> None:
+    privileges = dict.fromkeys(granted | unrelated, 1)
+    missing = [need.name for need in missing_privileges({"/": privileges})]
+    assert missing == [name for name in NAMES if name not in granted]
