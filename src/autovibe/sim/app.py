@@ -199,7 +199,8 @@ class SimApp:
             self.cluster.node(params["node"])
         self.cluster.advance(now)
         if identity is not None:
-            check_permissions(self.cluster.access, identity, endpoint.permissions, params, pools=self.cluster.pools)
+            access, pools = self.cluster.access, self.cluster.pools
+            check_permissions(access, identity, endpoint.permissions, params, pools=pools)
         call = Call(self.cluster, identity, params, now, method, api_path)
         result = ROUTES[(method, endpoint.path)].handler(call)
         if isinstance(result, Reply):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("access", "cluster", "nodes", "tasks", "storage", "qemu", "qemu_power", "clone", "snapshot", "pools")
+MODULES = (
+    "access", "cluster", "nodes", "tasks", "storage", "pools", "qemu", "qemu_power", "clone", "snapshot",
+)  # fmt: skip
 
 
 def load_all() -> None:
