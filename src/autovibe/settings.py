@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     pve_token: SecretStr | None = None
     pve_user: str | None = None
     pve_password: SecretStr | None = None
+    # There is no way to turn verification off: false is accepted only with a fingerprint or a
+    # ca_bundle, and either one replaces the system CA store anyway (see composition.py).
     verify_tls: bool = True
     ca_bundle: Path | None = None
     fingerprint: str | None = None

@@ -187,7 +187,10 @@ REMOTE = {"pve_url": "https://pve1:8006", "pve_token": TOKEN}
         ({**REMOTE, "pve_token": "root@pam=abc"}, "USER@REALM!TOKENNAME=SECRET"),
         ({**REMOTE, "pve_token": "just-a-secret"}, "USER@REALM!TOKENNAME=SECRET"),
         ({"pve_url": "https://pve1:8006", "pve_user": "root@pam", "pve_password": "password"}, "placeholder"),
-        ({"pve_url": "https://pve1:8006", "pve_user": "root@pam", "pve_password": "Changeme "}, "placeholder"),
+        (
+            {"pve_url": "https://pve1:8006", "pve_user": "root@pam", "pve_password": "Changeme "},
+            "placeholder",
+        ),
         ({"pve_url": "https://pve1:8006", "pve_user": "root@pam"}, "go together"),
         ({"pve_url": "https://pve1:8006", "pve_user": "root", "pve_password": "x9!kq"}, "USER@REALM"),
         ({**REMOTE, "pve_user": "root@pam", "pve_password": "x9!kq"}, "not both"),

@@ -162,6 +162,13 @@ def _fail(exc: BaseException, *, verbose: int) -> int:
     from autovibe.cli import render
     from autovibe.cli.errors import describe_failure
 
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # A group with no_args_is_help named without a subcommand: that is a request for help, not an
+        # error (our own groups behave the same). Rich help is already printed; plain help is the text.
+        text = exc.format_message() if isinstance(exc, typer.TyperException) else ""
+        if text.strip():
+            render.help_text(text)
+        return 0
     failure = describe_failure(exc)
     if verbose and not failure.expected:
         render.traceback(exc)

@@ -278,8 +278,8 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, set | frozenset | tuple):
-        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)  # sorted, so the output is stable
     raise TypeError(f"cannot render {type(value).__name__} as JSON")
 
 

@@ -1,10 +1,9 @@
-"""PveClient behaviours staged with httpx.MockTransport handlers (STYLE 10), plus TLS trust against
-a tiny local HTTPS server. The simulator-backed tests live elsewhere."""
+"""PveClient behaviours staged with httpx.MockTransport handlers (STYLE 10). The simulator-backed
+tests are in test_client_sim.py and test_client_https.py, TLS trust in test_tls_pinning.py."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import httpx
 import pytest
@@ -24,12 +23,9 @@ from autovibe.pve import (
     PveTaskFailed,
     PveTaskTimeout,
     PveTimeout,
-    PveTlsError,
     Retry,
-    TlsTrust,
     TokenAuth,
 )
-from autovibe.pve.config import format_fingerprint
 from tests.fakes.pve_handlers import (
     PVE_URL,
     UPID_FAIL,
@@ -39,11 +35,9 @@ from tests.fakes.pve_handlers import (
     Scripted,
     TaskServer,
     TicketServer,
-    TinyTlsServer,
     api_error,
     auth_rejected,
     form_of,
-    make_certificate,
     ok,
     running,
     stopped,
@@ -465,72 +459,3 @@ async def test_closed_client_refuses_calls():
 
     with pytest.raises(RuntimeError, match="closed"):
         await pve.get("/version")
-
-
-# -- TLS trust against a real local handshake ----------------------------------------------------
-
-
-@pytest.fixture
-def pve_ca():
-    return make_certificate("Proxmox Virtual Environment", ca=True)
-
-
-@pytest.fixture
-def node_cert(pve_ca):
-    return make_certificate("pve1.example", issuer=pve_ca)
-
-
-def pin(cert):
-    return format_fingerprint(hashlib.sha256(cert.der).hexdigest())
-
-
-async def test_pinned_certificate_is_trusted_and_probe_sends_nothing(tmp_path, node_cert):
-    async with (
-        TinyTlsServer(tmp_path, node_cert) as server,
-        PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))) as pve,
-    ):
-        version = await pve.version()
-
-    assert version.repoid == "tls"
-    assert (server.connections, server.requests) == (2, 1)
-
-
-async def test_pin_mismatch_fails_closed_naming_both_fingerprints(tmp_path, node_cert):
-    other = make_certificate("impostor")
-    async with (
-        TinyTlsServer(tmp_path, other) as server,
-        PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))) as pve,
-    ):
-        with pytest.raises(PveTlsError) as caught:
-            await pve.version()
-
-    assert f"expected {pin(node_cert)}, got {pin(other)}" in str(caught.value)
-    assert server.requests == 0
-
-
-async def test_certificate_swapped_after_pinning_fails_the_handshake(tmp_path, node_cert):
-    async with (
-        TinyTlsServer(tmp_path, node_cert) as server,
-        PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(fingerprint=pin(node_cert))) as pve,
-    ):
-        await pve.version()
-        server.use(make_certificate("pve1.example"))
-        with pytest.raises(PveTlsError):
-            await pve.version()
-
-    assert server.requests == 1
-
-
-async def test_default_trust_rejects_a_private_ca_and_ca_bundle_accepts_it(tmp_path, pve_ca, node_cert):
-    ca_file = tmp_path / "pve-root-ca.pem"
-    ca_file.write_bytes(pve_ca.pem)
-    async with TinyTlsServer(tmp_path, node_cert, chain=pve_ca) as server:
-        async with PveClient(server.url, auth=TokenAuth(TOKEN)) as pve:
-            with pytest.raises(PveTlsError):
-                await pve.version()
-        async with PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(ca_bundle=ca_file)) as pve:
-            assert (await pve.version()).version == "8.4.1"
-        async with PveClient(server.url, auth=TokenAuth(TOKEN), tls=TlsTrust(verify=False)) as pve:
-            assert (await pve.version()).version == "8.4.1"
-
-    assert server.requests == 2

@@ -11,7 +11,6 @@ from autovibe.cluster.models import DoctorReport
 from autovibe.cluster.service import REQUIRED_PRIVILEGES, run_doctor
 from autovibe.pve import PveClient, Retry, TokenAuth
 from autovibe.sim.app import SimApp
-
 from tests.unit.cluster.simclient import SIM_URL, client_for
 
 NAMES = ["reachability", "tls", "auth", "clock", "privileges"]
@@ -61,7 +60,11 @@ async def test_wrong_secret_fails_auth_and_skips_what_needs_it(sim: SimApp) -> N
     async with client_for(sim, "root@pam!autovibe=00000000-0000-0000-0000-000000000000") as pve:
         report = await run_doctor(pve=pve, tls_mode="x", clock=sim.clock.now)
     assert statuses(report) == {
-        "reachability": "ok", "tls": "ok", "auth": "fail", "clock": "skip", "privileges": "skip"
+        "reachability": "ok",
+        "tls": "ok",
+        "auth": "fail",
+        "clock": "skip",
+        "privileges": "skip",
     }
     assert "401" in check(report, "reachability").detail
     assert check(report, "auth").hint
@@ -87,19 +90,25 @@ def _unreachable(cause: BaseException | None):
 
 async def test_unreachable_host_fails_reachability_and_skips_the_rest() -> None:
     transport = httpx.MockTransport(_unreachable(None))
-    async with PveClient(SIM_URL, auth=TokenAuth("root@pam!ci=abc-def"), transport=transport,
-                         retry=Retry(attempts=1)) as pve:
+    async with PveClient(
+        SIM_URL, auth=TokenAuth("root@pam!ci=abc-def"), transport=transport, retry=Retry(attempts=1)
+    ) as pve:
         report = await run_doctor(pve=pve, tls_mode="system CA store", clock=lambda: 0.0)
     assert statuses(report) == {
-        "reachability": "fail", "tls": "skip", "auth": "skip", "clock": "skip", "privileges": "skip"
+        "reachability": "fail",
+        "tls": "skip",
+        "auth": "skip",
+        "clock": "skip",
+        "privileges": "skip",
     }
     assert check(report, "reachability").hint
 
 
 async def test_tls_failure_fails_the_tls_check_with_a_hint() -> None:
     transport = httpx.MockTransport(_unreachable(ssl.SSLCertVerificationError("self-signed certificate")))
-    async with PveClient(SIM_URL, auth=TokenAuth("root@pam!ci=abc-def"), transport=transport,
-                         retry=Retry(attempts=1)) as pve:
+    async with PveClient(
+        SIM_URL, auth=TokenAuth("root@pam!ci=abc-def"), transport=transport, retry=Retry(attempts=1)
+    ) as pve:
         report = await run_doctor(pve=pve, tls_mode="system CA store", clock=lambda: 0.0)
     tls = check(report, "tls")
     assert statuses(report)["reachability"] == "fail"

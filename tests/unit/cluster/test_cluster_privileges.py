@@ -57,7 +57,12 @@ def test_nearest_listed_ancestor_decides_for_unlisted_paths() -> None:
 def test_vm_admin_on_vms_only_leaves_storage_node_and_sdn_privileges_missing() -> None:
     vm_privileges = {name: 1 for name in NAMES if name.startswith("VM.")}
     missing = missing_privileges({"/vms": vm_privileges})
-    assert [need.name for need in missing] == ["Datastore.AllocateSpace", "Datastore.Audit", "Sys.Audit", "SDN.Use"]
+    assert [need.name for need in missing] == [
+        "Datastore.AllocateSpace",
+        "Datastore.Audit",
+        "Sys.Audit",
+        "SDN.Use",
+    ]
     assert {need.path for need in missing} == {"/storage", "/nodes", "/sdn/zones"}
 
 
