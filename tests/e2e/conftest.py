@@ -29,8 +29,8 @@ def start_sim(tmp: Path, *extra: str) -> tuple[subprocess.Popen[str], ServedSim]
     state = tmp / "sim-state.json"
     cmd = [
         sys.executable, "-m", "autovibe", "sim", "serve", "--tls", "--port", "0", "--state", str(state),
-        "--speed", "200", "--user", f"root@pam:{PASSWORD}", "--token", f"root@pam!{TOKEN_NAME}={TOKEN_SECRET}",
-        *extra,
+        "--speed", "200", "--user", f"root@pam:{PASSWORD}",
+        "--token", f"root@pam!{TOKEN_NAME}={TOKEN_SECRET}", *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(tmp), "XDG_DATA_HOME": str(tmp / "data")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

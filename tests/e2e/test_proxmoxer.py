@@ -52,7 +52,7 @@ def test_proxmoxer_full_guest_lifecycle(served_sim: ServedSim, make_client: Any)
     vm = prox.nodes("pve1").qemu(vmid)
     assert vm.config.get()["name"] == f"e2e-{vmid}"
     vm.config.put(cores=4, memory=8192, description="set by proxmoxer")
-    assert (vm.config.get()["cores"], vm.config.get()["memory"]) == (4, 8192)
+    assert (vm.config.get()["cores"], vm.config.get()["memory"]) == (4, "8192")  # PVE 8: memory is a string
 
     assert wait(prox, vm.status.start.post())["exitstatus"] == "OK"
     assert vm.status.current.get()["status"] == "running"
@@ -64,7 +64,7 @@ def test_proxmoxer_full_guest_lifecycle(served_sim: ServedSim, make_client: Any)
     assert snaps["pre_change"]["vmstate"] == 1 and snaps["current"]["parent"] == "pre_change"
     vm.config.put(memory=2048)
     assert wait(prox, vm.snapshot("pre_change").rollback.post())["exitstatus"] == "OK"
-    assert vm.config.get()["memory"] == 8192
+    assert vm.config.get()["memory"] == "8192"
     assert vm.status.current.get()["status"] == "running"  # RAM state: it resumes
     assert wait(prox, vm.snapshot("pre_change").delete())["exitstatus"] == "OK"
     assert [s["name"] for s in vm.snapshot.get()] == ["current"]

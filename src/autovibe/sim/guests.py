@@ -9,6 +9,7 @@ from autovibe.sim.cluster import Cluster
 from autovibe.sim.errors import SimApiError, TaskError, param_error, runtime_error
 from autovibe.sim.model import DISK_KEY_RE, Guest, format_size, join_propstring, parse_size, split_propstring
 from autovibe.sim.registry import Call
+from autovibe.sim.schema import ApiSchema
 from autovibe.sim.tasks import Phase, Task, TaskKind
 
 NET_KEY_RE = re.compile(r"^net\d+$")
@@ -173,3 +174,19 @@ def parse_resize(current: int, size: str) -> int:
     if size.startswith("+"):
         return current + parse_size(size[1:])
     return parse_size(size)
+
+
+def typed_config(config: dict[str, str]) -> dict[str, Any]:
+    """A config as ``GET .../config`` returns it: integers and 0/1 flags where the schema declares
+    integer or boolean (``cores: 2``), text everywhere else — PVE 8's ``memory`` is a property string,
+    and qemu-server hands ``number`` keys such as ``cpulimit`` back as their config text."""
+    returns = ApiSchema.load().endpoint("GET", "/nodes/{node}/qemu/{vmid}/config").returns or {}
+    declared = {k: v.get("type") for k, v in returns.get("properties", {}).items()}
+    typed: dict[str, Any] = {}
+    for key, value in config.items():
+        kind = declared.get(key)
+        if kind in ("integer", "boolean") and value.lstrip("-").isdigit():
+            typed[key] = int(value)
+        else:
+            typed[key] = value
+    return typed

@@ -149,12 +149,18 @@ class Target:
         self.sim.clock.advance(seconds)
 
     def connect(
-        self, auth: PveAuth | None = None, *, clock: Callable[[], float] | None = None, **options: Any
+        self,
+        auth: PveAuth | None = None,
+        *,
+        tls: TlsTrust | None = None,
+        clock: Callable[[], float] | None = None,
+        **options: Any,
     ) -> PveClient:
+        """A client for this target, closed by the fixture. ``tls`` replaces the target's trust."""
         client = PveClient(
             self.url,
             auth=auth or TokenAuth(self.sim.ensure_token()),
-            tls=self.tls,
+            tls=tls or self.tls,
             transport=httpx.ASGITransport(app=self.recorder) if self.asgi else None,
             sleep=self.sleep,
             clock=clock or self.sim.clock.now,

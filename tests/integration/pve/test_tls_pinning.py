@@ -42,8 +42,7 @@ async def https(sim: SimApp, tls_files: TlsFiles) -> AsyncIterator[Target]:
 
 
 def connect(target: Target, tls: TlsTrust, *, password: bool = False) -> PveClient:
-    target.tls = tls
-    return target.connect(target.root_password_auth() if password else None)
+    return target.connect(target.root_password_auth() if password else None, tls=tls)
 
 
 @pytest.mark.parametrize("spelling", ["as PVE shows it", "lower case without colons"])

@@ -131,7 +131,7 @@ async def test_config_digest_and_delete(driver: SimDriver) -> None:
     assert stale.json()["message"] == "checksum mismatch (file change by other user?)\n"
     await driver.call("PUT", "/nodes/pve1/qemu/100/config", delete="tags,agent")
     config = await driver.config(100)
-    assert "tags" not in config and "agent" not in config and config["memory"] == 8192
+    assert "tags" not in config and "agent" not in config and config["memory"] == "8192"
     nothing = await driver.request("PUT", "/nodes/pve1/qemu/100/config")
     assert nothing.json()["message"] == "no options specified\n"
 

@@ -48,7 +48,7 @@ async def test_rollback_with_ram_resumes_and_without_stays_stopped(driver: SimDr
     await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot/disk/rollback")
     current = await driver.call("GET", "/nodes/pve1/qemu/100/status/current")
     assert current["status"] == "stopped"
-    assert (await driver.config(100))["memory"] == 4096
+    assert (await driver.config(100))["memory"] == "4096"
     await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot/hot/rollback")
     assert (await driver.call("GET", "/nodes/pve1/qemu/100/status/current"))["status"] == "running"
     assert tree(await driver.call("GET", "/nodes/pve1/qemu/100/snapshot"))["current"] == "hot"

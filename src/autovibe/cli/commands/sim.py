@@ -11,7 +11,10 @@ import typer
 from autovibe.cli import render
 
 app = typer.Typer(
-    help="The embedded Proxmox VE API simulator.", no_args_is_help=True, rich_markup_mode=None, add_completion=False
+    help="The embedded Proxmox VE API simulator.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
 )
 
 

@@ -15,6 +15,7 @@ from autovibe.sim.guests import (
     parse_resize,
     spawn,
     task_guest,
+    typed_config,
     wait,
     worker_unlocked,
 )
@@ -114,30 +115,14 @@ def get_config(call: Call) -> dict[str, Any]:
         if snapname not in guest.snapshots:
             raise runtime_error(f"snapshot '{snapname}' does not exist")
         section = dict(guest.snapshots[snapname])
-        return {**_typed(section), "digest": guest.digest()}
-    return {**_typed(guest.config), "digest": guest.digest()}
-
-
-def _typed(config: dict[str, str]) -> dict[str, Any]:
-    """Integers come back as JSON numbers, as PVE's schema-typed config reader returns them."""
-    numeric = {
-        "cores",
-        "sockets",
-        "memory",
-        "balloon",
-        "template",
-        "onboot",
-        "protection",
-        "snaptime",
-        "cpuunits",
-    }
-    return {k: int(v) if k in numeric and v.lstrip("-").isdigit() else v for k, v in config.items()}
+        return {**typed_config(section), "digest": guest.digest()}
+    return {**typed_config(guest.config), "digest": guest.digest()}
 
 
 @route("GET", "/nodes/{node}/qemu/{vmid}/pending")
 def get_pending(call: Call) -> list[dict[str, Any]]:
     guest = call.cluster.guest(call.params["node"], call.params["vmid"])
-    return [{"key": k, "value": v} for k, v in sorted(_typed(guest.config).items())]
+    return [{"key": k, "value": v} for k, v in sorted(typed_config(guest.config).items())]
 
 
 def _update(call: Call) -> tuple[Guest, dict[str, str], str | None]:

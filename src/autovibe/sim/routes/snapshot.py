@@ -10,7 +10,16 @@ from typing import Any
 
 from autovibe.sim.cluster import Cluster
 from autovibe.sim.errors import TaskError, runtime_error
-from autovibe.sim.guests import VOLATILE_KEYS, copy, ensure_unlocked, spawn, task_guest, wait, worker_unlocked
+from autovibe.sim.guests import (
+    VOLATILE_KEYS,
+    copy,
+    ensure_unlocked,
+    spawn,
+    task_guest,
+    typed_config,
+    wait,
+    worker_unlocked,
+)
 from autovibe.sim.model import Guest
 from autovibe.sim.registry import Call, route
 from autovibe.sim.routes.qemu_power import boot, halt
@@ -64,7 +73,7 @@ def snapshot_index(call: Call) -> list[dict[str, str]]:
 def snapshot_config(call: Call) -> dict[str, Any]:
     guest = call.cluster.guest(call.params["node"], call.params["vmid"])
     section = _snapshot(guest, call.params["snapname"])
-    return {k: int(v) if k in ("snaptime", "cores", "memory", "sockets") else v for k, v in section.items()}
+    return {**typed_config(section), "snaptime": int(section["snaptime"])}
 
 
 @route("PUT", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config")
