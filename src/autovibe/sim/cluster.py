@@ -26,16 +26,17 @@ NEXTID_LOWER, NEXTID_UPPER = 100, 1_000_000
 def default_storages() -> list[Storage]:
     """``shared`` is network storage every node sees (Ceph RBD here); the rest are per node."""
     return [
-        Storage("local", "dir", False, ["iso", "vztmpl", "backup", "snippets"], 100 * GIB, 300 * MIB),
-        Storage("local-lvm", "lvmthin", False, ["images", "rootdir"], 512 * GIB, 1000 * MIB),
-        Storage("local-zfs", "zfspool", False, ["images", "rootdir"], 512 * GIB, 800 * MIB, "latest"),
-        Storage("shared", "rbd", True, ["images", "rootdir"], 4096 * GIB, 500 * MIB),
+        Storage("local", "dir", False, ["iso", "vztmpl", "backup", "snippets"], 100 * GIB, 400 * MIB),
+        Storage("local-lvm", "lvmthin", False, ["images", "rootdir"], 512 * GIB, 1500 * MIB),
+        Storage("local-zfs", "zfspool", False, ["images", "rootdir"], 512 * GIB, 1200 * MIB, "latest"),
+        Storage("shared", "rbd", True, ["images", "rootdir"], 4096 * GIB, 2000 * MIB),
     ]
 
 
+# vmid, name, cores, memory MiB, disk GiB, GiB of that disk the installed OS occupies
 SEED_TEMPLATES = (
-    (9000, "claude-code-template", 2, 4096, 20),
-    (9001, "hub-template", 4, 8192, 50),
+    (9000, "claude-code-template", 2, 4096, 20, 4),
+    (9001, "hub-template", 4, 8192, 50, 6),
 )
 
 
@@ -69,8 +70,9 @@ class Cluster:
         cluster = cls(node_list, default_storages(), access=AccessState.new(), seed=seed)
         cluster.tasks.time = now
         cluster.boot_time = now - 3 * 86400.0
-        for vmid, name, cores, memory, disk_gib in SEED_TEMPLATES:
+        for vmid, name, cores, memory, disk_gib, used_gib in SEED_TEMPLATES:
             cluster._seed_template(vmid, name, cores, memory, disk_gib, now)
+            cluster.volumes[f"shared:base-{vmid}-disk-0"].used = used_gib * GIB
         return cluster
 
     def _seed_template(
@@ -128,7 +130,7 @@ class Cluster:
 
     def used_bytes(self, storage: Storage, node: str) -> int:
         loc = storage.location(node)
-        return sum(v.size for v in self.volumes.values() if self._location_of(v) == loc)
+        return sum(v.used for v in self.volumes.values() if self._location_of(v) == loc)
 
     def _location_of(self, volume: Volume) -> str:
         return self.storages[volume.storage].location(volume.node)
@@ -154,19 +156,25 @@ class Cluster:
         vmid: int,
         size: int,
         *,
+        used: int = 0,
         base: bool = False,
         linked_from: str | None = None,
         state_of: str | None = None,
     ) -> Volume:
-        """Allocate a disk (or a snapshot's RAM state volume) the way the storage type names it."""
+        """Allocate a disk (or a snapshot's RAM state volume) the way the storage type names it.
+
+        Storages are thin: ``size`` is the virtual size, ``used`` what is allocated (and counted).
+        """
         storage = self.storages[storage_id]
         if "images" not in storage.content:
             raise TaskError(f"storage '{storage_id}' does not support vm images")
-        if linked_from is None and self.used_bytes(storage, node) + size > storage.total:
-            raise TaskError(f"not enough space on storage '{storage_id}' ({format_size(size)} requested)")
+        if linked_from is None and self.used_bytes(storage, node) + used > storage.total:
+            raise TaskError(f"not enough space on storage '{storage_id}' ({format_size(used)} requested)")
         name = self._volume_name(storage, vmid, base=base, linked_from=linked_from, state_of=state_of)
         fmt = "qcow2" if storage.type == "dir" and state_of is None else "raw"
-        volume = Volume(f"{storage_id}:{name}", storage_id, node, vmid, size, fmt, base=linked_from)
+        volume = Volume(
+            f"{storage_id}:{name}", storage_id, node, vmid, size, fmt, base=linked_from, used=used
+        )
         self.volumes[volume.volid] = volume
         return volume
 

@@ -83,11 +83,12 @@ class Volume:
     storage: str
     node: str  # node that holds it; for shared storage the node it was created from
     vmid: int
-    size: int
+    size: int  # virtual size
     format: str = "raw"
     content: str = "images"  # images | vmstate (PVE lists vmstate volumes as images too)
     base: str | None = None  # linked clone: the base volume it reads from
     snapshots: list[str] = field(default_factory=list)
+    used: int = 0  # allocated bytes: storages are thin, and a full clone copies only these
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Volume:

@@ -97,6 +97,10 @@ def task_kind(kind: TaskKind) -> TaskKind:
     return kind
 
 
+# One copy stream (qemu-img, a migration, RAM state) cannot go faster than this, however idle its storage:
+# that is why parallel clones pay off until the storages' shared bandwidth becomes the limit.
+COPY_STREAM_LIMIT = 200 * 1024**2  # bytes/s
+
 # Like PVE's task archive, keep a bounded history: the newest finished tasks and every running one.
 KEEP_FINISHED = 1000
 
@@ -224,7 +228,8 @@ class TaskEngine:
 
 
 def _phase_rate(phase: Phase, sharers: dict[str, int], bandwidth: Callable[[str], float]) -> float:
-    """Seconds per second for waits; for copies the slowest equal share of the locations it uses."""
+    """Seconds per second for waits; for copies the stream limit or the slowest equal share of the
+    locations it uses, whichever is smaller."""
     if phase.kind == "wait" or not phase.locations:
         return 1.0
-    return min(bandwidth(loc) / sharers[loc] for loc in phase.locations)
+    return min(COPY_STREAM_LIMIT, *(bandwidth(loc) / sharers[loc] for loc in phase.locations))

@@ -11,21 +11,33 @@ from tests.fakes.simulated import SimDriver
 
 GIB, MIB = 1024**3, 1024**2
 CLONE_SETUP_S = 1.0
-SHARED_BW = 500 * MIB
+STREAM = 200 * MIB  # one copy stream's limit
+SHARED_BW = 2000 * MIB  # what all copies through `shared` share
+TEMPLATE_USED = 4 * GIB  # allocated blocks of template 9000's thin disk: what a full clone copies
 
 
-async def test_full_clones_share_their_storage_bandwidth(driver: SimDriver) -> None:
+def duration(driver: SimDriver, upid: str) -> float:
+    task = driver.sim.cluster.tasks.tasks[upid]
+    assert task.endtime is not None
+    return task.endtime - task.starttime
+
+
+async def test_a_clone_is_stream_limited_until_the_storage_is_shared_out(driver: SimDriver) -> None:
     alone = await driver.call("POST", "/nodes/pve1/qemu/9000/clone", newid=100, full=True)
-    one = await driver.finish(alone, step=0.5)
-    first = await driver.call("POST", "/nodes/pve1/qemu/9000/clone", newid=101, full=True)
-    second = await driver.call("POST", "/nodes/pve1/qemu/9000/clone", newid=102, full=True)
-    both = [await driver.finish(u, step=0.5) for u in (first, second)]
-    tasks = driver.sim.cluster.tasks.tasks
-    single = tasks[one["upid"]].endtime - tasks[one["upid"]].starttime
-    paired = [tasks[s["upid"]].endtime - tasks[s["upid"]].starttime for s in both]
-    expected_single = CLONE_SETUP_S + 20 * GIB / SHARED_BW  # 41.96 s
-    assert abs(single - expected_single) <= 1
-    assert all(abs(p - (CLONE_SETUP_S + 2 * 20 * GIB / SHARED_BW)) <= 1 for p in paired)
+    await driver.finish(alone, step=0.25)
+    assert abs(duration(driver, alone) - (CLONE_SETUP_S + TEMPLATE_USED / STREAM)) <= 1  # 21.5 s
+    # Twelve streams want 2400 MiB/s from a storage that gives 2000: each gets a twelfth.
+    crowd = [
+        await driver.call("POST", "/nodes/pve1/qemu/9000/clone", newid=200 + i, full=True) for i in range(12)
+    ]
+    for upid in crowd:
+        await driver.finish(upid, step=0.25)
+    expected = CLONE_SETUP_S + TEMPLATE_USED / (SHARED_BW / 12)  # 25.6 s
+    assert all(abs(duration(driver, u) - expected) <= 1 for u in crowd)
+    content = await driver.call("GET", "/nodes/pve1/storage/shared/content", vmid=200)
+    assert content == [
+        {**content[0], "volid": "shared:vm-200-disk-0", "size": 20 * GIB, "used": TEMPLATE_USED}
+    ]
 
 
 async def test_usage_counters_grow_while_running_and_restart_with_the_vm(driver: SimDriver) -> None:

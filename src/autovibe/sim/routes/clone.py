@@ -126,9 +126,9 @@ def _clone_begin(cluster: Cluster, task: Task) -> list[Phase]:
         if args["full"]:
             storage = args["storage"] or source.storage
             task.log.append(f"create full clone of drive {key} ({volid})")
-            vol = cluster.alloc_volume(storage, task.node, new.vmid, source.size)
+            vol = cluster.alloc_volume(storage, task.node, new.vmid, source.size, used=source.used)
             src_loc = cluster.storages[source.storage].location(source.node)
-            phases.append(copy(source.size, src_loc, cluster.storages[storage].location(task.node)))
+            phases.append(copy(source.used, src_loc, cluster.storages[storage].location(task.node)))
         else:
             task.log.append(f"create linked clone of drive {key} ({volid})")
             vol = cluster.alloc_volume(source.storage, task.node, new.vmid, source.size, linked_from=volid)

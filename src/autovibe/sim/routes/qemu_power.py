@@ -184,7 +184,9 @@ def _hibernate_begin(cluster: Cluster, task: Task) -> list[Phase]:
     worker_unlocked(guest)
     first_disk = next(iter(guest.disks().values()), None)
     storage = cluster.volumes[first_disk].storage if first_disk else "local-lvm"
-    volume = cluster.alloc_volume(storage, guest.node, guest.vmid, guest.memory, state_of="suspend")
+    volume = cluster.alloc_volume(
+        storage, guest.node, guest.vmid, guest.memory, used=guest.memory, state_of="suspend"
+    )
     guest.config["lock"], guest.config["vmstate"] = "suspending", volume.volid
     return [wait(PAUSE_S), copy(guest.memory, cluster.storages[storage].location(guest.node))]
 

@@ -106,7 +106,9 @@ def _create_begin(cluster: Cluster, task: Task) -> list[Phase]:
     # RAM is saved only when asked AND the VM runs; otherwise the request is silently ignored.
     if task.args.get("vmstate") and guest.status == "running":
         storage = _state_storage(cluster, guest)
-        volume = cluster.alloc_volume(storage, guest.node, guest.vmid, guest.memory, state_of=name)
+        volume = cluster.alloc_volume(
+            storage, guest.node, guest.vmid, guest.memory, used=guest.memory, state_of=name
+        )
         section.update(vmstate=volume.volid, runningmachine="pc-i440fx-9.2+pve1", runningcpu="kvm64,enforce")
         task.log.append(f"saving VM state and RAM using storage '{storage}'")
         phases.append(copy(guest.memory, cluster.storages[storage].location(guest.node)))

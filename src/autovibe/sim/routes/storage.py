@@ -72,7 +72,7 @@ def storage_content(call: Call) -> list[dict[str, Any]]:
             "volid": vol.volid,
             "vmid": vol.vmid,
             "size": vol.size,
-            "used": vol.size,
+            "used": vol.used,
             "format": vol.format,
             "content": "images",
             "ctime": int(call.now),
