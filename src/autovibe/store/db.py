@@ -1,0 +1,108 @@
+"""The database handle: one engine per URL, short transactions, migrations applied on open.
+
+SQLite (WAL, foreign keys on, a busy timeout so concurrent CLI processes wait instead of failing) is
+the embedded default; PostgreSQL (``postgresql+psycopg://...``) the scale-out path. Sessions are
+synchronous and short: each journal write is its own small transaction, so a process killed at any
+point leaves at most the step it was running marked "running".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from autovibe.store.errors import StoreConflict, StoreUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class Database:
+    """``Database.open(url)`` migrates to the newest schema; ``with db.session() as s:`` is a transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Database:
+        db = cls(url)
+        if migrate:
+            db.upgrade()
+        return db
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise StoreConflict(f"conflicting record: {exc.orig}") from exc
+        except OperationalError as exc:
+            raise StoreUnavailable(
+                f"database error: {exc.orig}", hint=f"check the database at {self.safe_url}"
+            ) from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to ``revision`` (idempotent)."""
+        from alembic import command
+
+        try:
+            with self.engine.begin() as connection:
+                config = _alembic_config(connection)
+                command.upgrade(config, revision)
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot migrate {self.safe_url}: {exc.orig}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("autovibe.store") / "migrations"))
+    config.attributes["connection"] = connection
+    return config

@@ -1,0 +1,113 @@
+"""The tables, as SQLAlchemy 2 typed declarative models.
+
+Times are timezone-aware UTC (``UtcDateTime`` stores them as UTC and hands them back aware, on SQLite
+too). JSON columns hold small documents (labels, operation parameters and step data).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    machines: Mapped[list[Machine]] = relationship(back_populates="project")
+
+
+class Machine(Base):
+    """A VM autovibe created and tracks. ``vmid`` and ``name`` are unique among tracked machines."""
+
+    __tablename__ = "machines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    vmid: Mapped[int] = mapped_column(Integer, unique=True)
+    node: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"), index=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parent_machine: Mapped[str | None] = mapped_column(String(63), default=None)  # lineage: branched from
+    parent_checkpoint: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_by: Mapped[str] = mapped_column(String(128))
+    operation_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    project: Mapped[Project] = relationship(back_populates="machines")
+
+
+class Operation(Base):
+    """One journaled unit of mutating work. ``state`` is what its steps learned (vmid, node, ...)."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    owner: Mapped[str] = mapped_column(String(128))  # host:pid of the process running it
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    steps: Mapped[list[OperationStep]] = relationship(
+        back_populates="operation", order_by="OperationStep.index", cascade="all, delete-orphan"
+    )
+
+
+class OperationStep(Base):
+    __tablename__ = "operation_steps"
+    __table_args__ = (UniqueConstraint("operation_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    operation: Mapped[Operation] = relationship(back_populates="steps")
