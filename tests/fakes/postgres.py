@@ -43,9 +43,11 @@ SYSTEM_USER = "postgres"  # the account the binaries run as when the tests run a
 START_ATTEMPTS = 3  # a free port can be taken by someone else between probing and binding
 START_TIMEOUT_S = 60
 
-# Settings for a disposable cluster: nothing survives the session, so durability buys nothing.
+# Settings for a disposable cluster: nothing survives the session, so durability buys nothing. The
+# server's zone is deliberately not UTC, so code that trusts the server to speak UTC fails here.
 _SERVER_OPTIONS = {
     "listen_addresses": "127.0.0.1",
+    "timezone": "Asia/Kolkata",
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",

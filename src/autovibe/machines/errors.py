@@ -3,7 +3,7 @@ and, where one fits, a builtin, so plain Python callers can ``except KeyError`` 
 
 - ``AutovibeNotFound``: ``ProfileNotFound``, ``ProjectNotFound``, ``MachineNotFound`` (also ``KeyError``),
   ``NodeNotFound``
-- ``AutovibeInvalid``: ``InvalidMachineRequest`` (also ``ValueError``)
+- ``AutovibeInvalid``: ``InvalidMachineRequest``, ``ProfileInvalid`` (also ``ValueError``)
 - ``AutovibeConflict``: ``NodeUnavailable``, ``InsufficientCapacity``, ``ProjectNotEmpty``,
   ``MachineNameTaken``
 
@@ -26,6 +26,7 @@ __all__ = [
     "MachineNotFound",
     "NodeNotFound",
     "NodeUnavailable",
+    "ProfileInvalid",
     "ProfileNotFound",
     "ProjectNotEmpty",
     "ProjectNotFound",
@@ -63,7 +64,9 @@ class MachineNotFound(_Hinted, AutovibeNotFound, KeyError):
 class NodeNotFound(_Hinted, AutovibeNotFound):
     """The requested PVE node is not part of the cluster."""
 
-    default_hint = "run `autovibe cluster status` to see the nodes, or leave the node out to let autovibe choose"
+    default_hint = (
+        "run `autovibe cluster status` to see the nodes, or leave the node out to let autovibe choose"
+    )
 
 
 class NodeUnavailable(_Hinted, AutovibeConflict):
@@ -75,7 +78,9 @@ class NodeUnavailable(_Hinted, AutovibeConflict):
 class InsufficientCapacity(_Hinted, AutovibeConflict):
     """No eligible node has room for the machine(s); the message says how much is free where."""
 
-    default_hint = "ask for less memory or fewer machines, stop or delete machines you no longer need, or add a node"
+    default_hint = (
+        "ask for less memory or fewer machines, stop or delete machines you no longer need, or add a node"
+    )
 
 
 class ProjectNotEmpty(_Hinted, AutovibeConflict):
@@ -88,6 +93,12 @@ class MachineNameTaken(_Hinted, AutovibeConflict):
     """Another machine already has that name."""
 
     default_hint = "choose another name, or delete the existing machine first"
+
+
+class ProfileInvalid(_Hinted, AutovibeInvalid, ValueError):
+    """A profile in the config file is malformed; ``message`` names the profile and the field."""
+
+    default_hint = "fix the profile under [profiles] in the config file"
 
 
 class InvalidMachineRequest(_Hinted, AutovibeInvalid, ValueError):

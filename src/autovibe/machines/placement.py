@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from autovibe.machines.errors import InsufficientCapacity, InvalidMachineRequest, NodeNotFound, NodeUnavailable
+from autovibe.machines.errors import (
+    InsufficientCapacity,
+    InvalidMachineRequest,
+    NodeNotFound,
+    NodeUnavailable,
+)
 from autovibe.pve.models import ClusterResource
 from autovibe.types import GIB, MIB
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import structlog
 
@@ -49,8 +49,12 @@ class Step(Generic[D]):
 
 @dataclass(frozen=True)
 class OperationKind(Generic[D]):
+    """``resume="finish"`` is for operations that cannot be undone (deleting a VM): resume re-runs the
+    unfinished steps, which must therefore be idempotent. The default undoes them."""
+
     kind: str
     steps: Sequence[Step[D]]
+    resume: Literal["compensate", "finish"] = "compensate"
 
 
 KINDS: dict[str, OperationKind[Any]] = {}
@@ -107,10 +111,15 @@ class Runner(Generic[D]):
         self.journal.step(ctx.id, index, StepStatus.FAILED, state=ctx.state, error=reason)
         _log.warning("operation step failed", operation=ctx.id, step=step.name, error=reason)
         # Ctrl-C during a step must not leave half a machine: undo first, then let the cancel through.
-        compensated = await asyncio.shield(self._compensate(kind, ctx, upto=index, error=reason))
+        # An operation that cannot be undone (resume="finish") is left for `ops resume` to complete.
+        if kind.resume == "finish":
+            self.journal.set_status(ctx.id, OpStatus.STUCK, error=reason)
+            compensated = False
+        else:
+            compensated = await asyncio.shield(self._compensate(kind, ctx, upto=index, error=reason))
         if isinstance(exc, asyncio.CancelledError):
             raise exc
-        hint = None if compensated else "run `autovibe ops resume` to finish undoing it"
+        hint = None if compensated else "run `autovibe ops resume` to finish it"
         raise OperationFailed(
             f"{kind.kind} failed at step '{step.name}': {reason}"
             + (" (everything it did was undone)" if compensated else " (undo incomplete)"),
@@ -165,10 +174,30 @@ class Runner(Generic[D]):
         if all(s.status is StepStatus.DONE for s in record.steps):
             self.journal.set_status(record.id, OpStatus.COMPLETED)
             return self.journal.get(record.id)
-        touched = [s.index for s in record.steps if s.status is not StepStatus.PENDING]
         ctx = OpContext(record.id, dict(record.params), dict(record.state), self.deps, self.journal)
-        await self._compensate(kind, ctx, upto=max(touched, default=0), error=record.error or "interrupted")
+        if kind.resume == "finish":
+            await self._finish(kind, ctx, record)
+        else:
+            touched = [s.index for s in record.steps if s.status is not StepStatus.PENDING]
+            await self._compensate(
+                kind, ctx, upto=max(touched, default=0), error=record.error or "interrupted"
+            )
         return self.journal.get(record.id)
+
+    async def _finish(self, kind: OperationKind[D], ctx: OpContext[D], record: OperationRecord) -> None:
+        self.journal.set_status(ctx.id, OpStatus.RUNNING)
+        for index, step in enumerate(kind.steps):
+            if record.steps[index].status is StepStatus.DONE:
+                continue
+            self.journal.step(ctx.id, index, StepStatus.RUNNING)
+            try:
+                await step.run(ctx)
+            except Exception as exc:
+                self.journal.step(ctx.id, index, StepStatus.FAILED, error=_describe(exc))
+                self.journal.set_status(ctx.id, OpStatus.STUCK, error=_describe(exc))
+                return
+            self.journal.step(ctx.id, index, StepStatus.DONE, state=ctx.state)
+        self.journal.set_status(ctx.id, OpStatus.COMPLETED)
 
 
 def _describe(exc: BaseException) -> str:

@@ -66,6 +66,10 @@ def session(db: Database) -> Iterator[Session]:
     """
     with db.engine.connect() as connection:
         outer = connection.begin()
+        if connection.dialect.name == "sqlite":
+            # pysqlite defers BEGIN until the first INSERT/UPDATE, so the session's SAVEPOINT would be
+            # the outermost transaction and its RELEASE a real commit. Open the transaction ourselves.
+            connection.exec_driver_sql("BEGIN")
         with Session(bind=connection, join_transaction_mode="create_savepoint") as rolled_back:
             yield rolled_back
         outer.rollback()

@@ -1,0 +1,35 @@
+"""Queries the services share. Functions take the session they run in, so callers own transactions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from autovibe.store.tables import Machine, Project
+
+
+def project_by_name(session: Session, name: str) -> Project | None:
+    return session.scalars(select(Project).where(Project.name == name)).one_or_none()
+
+
+def projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.name)))
+
+
+def machine_by_name(session: Session, name: str) -> Machine | None:
+    return session.scalars(select(Machine).where(Machine.name == name)).one_or_none()
+
+
+def machine_by_vmid(session: Session, vmid: int) -> Machine | None:
+    return session.scalars(select(Machine).where(Machine.vmid == vmid)).one_or_none()
+
+
+def machine_by_operation(session: Session, operation_id: str) -> Machine | None:
+    return session.scalars(select(Machine).where(Machine.operation_id == operation_id)).one_or_none()
+
+
+def machines(session: Session, *, project: str | None = None) -> list[Machine]:
+    query = select(Machine).join(Project).order_by(Machine.name)
+    if project is not None:
+        query = query.where(Project.name == project)
+    return list(session.scalars(query))
