@@ -79,6 +79,7 @@ _SIZE_RE = re.compile(
 )
 _UNIT = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}
 _TTL_RE = re.compile(r"(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+_TTL_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -189,13 +190,7 @@ def parse_ttl(value: Any) -> timedelta:
         parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}
         if any(amount > 10**6 for amount in parts.values()):
             raise ValueError(f"{value!r} is longer than {MAX_TTL.days} days")
-        ttl = timedelta(
-            weeks=parts.get("w", 0),
-            days=parts.get("d", 0),
-            hours=parts.get("h", 0),
-            minutes=parts.get("m", 0),
-            seconds=parts.get("s", 0),
-        )
+        ttl = timedelta(**{_TTL_UNITS[unit]: amount for unit, amount in parts.items()})
     else:
         raise ValueError(f"expected a duration such as '8h', not {type(value).__name__}")
     if ttl <= timedelta(0):
@@ -305,9 +300,7 @@ class MachineCreate(_Request):
             try:
                 check_vm_name(longest)
             except ValueError as exc:
-                raise ValueError(
-                    f"name: with count {self.count} the names grow to {longest!r}: {exc}"
-                ) from None
+                raise ValueError(f"name: with count {self.count}, {exc}") from None
         return self
 
     @property

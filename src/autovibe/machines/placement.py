@@ -98,8 +98,8 @@ def choose_node(
     fitting = [node for node in nodes if _fits(node, demand, reserved)]
     if not fitting:
         raise InsufficientCapacity(
-            f"no node has room for a machine with {_size(demand.memory)} and {demand.cores} "
-            f"core{'s' if demand.cores > 1 else ''}: {_capacity(nodes, demand, reserved)}"
+            f"no node has room for a machine with {_size(demand.memory)} and {_cores(demand.cores)}: "
+            f"{_capacity(nodes, demand, reserved)}"
         )
     best = min(fitting, key=lambda node: (-_free(node, reserved), node.cpu, node.name))
     return best.name
@@ -153,7 +153,7 @@ def _check_requested(
     if not _fits(node, demand, reserved):
         raise InsufficientCapacity(
             f"node {requested!r} has no room for a machine with {_size(demand.memory)} and "
-            f"{demand.cores} cores: {_describe(node, demand, reserved)}",
+            f"{_cores(demand.cores)}: {_describe(node, demand, reserved)}",
             hint="leave the node out to let autovibe choose one with room, or ask for less",
         )
     return node.name
@@ -187,3 +187,7 @@ def _size(size: int) -> str:
     if size >= GIB:
         return f"{size / GIB:.1f} GiB"
     return f"{size // MIB} MiB"
+
+
+def _cores(cores: int) -> str:
+    return f"{cores} core{'s' if cores != 1 else ''}"

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from autovibe.pve import PveApiError, PveClient, PveLocked, PveTaskFailed, TaskStatus
+from autovibe.pve import DEFAULT_POLL, PollPolicy, PveApiError, PveClient, PveLocked, PveTaskFailed, TaskStatus
 
 T = TypeVar("T")
 # PVE's words for "someone else holds this VM right now": the config lock and the file lock.
@@ -49,6 +49,7 @@ class TaskGate:
     """Shared by every operation of one process talking to one cluster."""
 
     limits: TaskLimits = DEFAULT_LIMITS
+    poll: PollPolicy = DEFAULT_POLL  # how often a waiting task's status is asked for
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     _nodes: dict[str, asyncio.Semaphore] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class TaskGate:
         async def attempt() -> TaskStatus:
             async with self.slot(node, vmid, template=template):
                 upid = await start()
-                return await pve.wait_task(upid, progress=progress)
+                return await pve.wait_task(upid, progress=progress, poll=self.poll)
 
         return await self.retry_locked(attempt, what=what)
 

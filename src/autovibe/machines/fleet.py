@@ -1,0 +1,142 @@
+"""Deploying one machine or a fleet: plan once, then run the deploy saga per machine, concurrently.
+
+Planning reads ``/cluster/resources`` once for the whole fleet (template location, node loads) and
+assigns every machine a node before any clone starts, so a fleet spreads out instead of piling onto the
+emptiest node. Operations then run concurrently; the task gate bounds what reaches each node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autovibe.machines.deploy import DEPLOY, MachineDeps
+from autovibe.machines.errors import InvalidMachineRequest, MachineNameTaken, ProjectNotFound
+from autovibe.machines.models import MachineCreate, MachineSpec, resolved_spec
+from autovibe.machines.placement import node_loads, plan_fleet
+from autovibe.machines.profiles import Profile, get_profile
+from autovibe.operations.errors import OperationFailed
+from autovibe.operations.journal import Journal
+from autovibe.operations.runner import Runner
+from autovibe.store import repositories as repo
+
+# (machine name, step name, step index, step count); "done" at index == count.
+MachineProgress = Callable[[str, str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    name: str
+    status: str  # deployed | failed | skipped (a stop was requested before it started)
+    node: str
+    vmid: int | None = None
+    operation_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    outcomes: tuple[DeployOutcome, ...]
+
+    @property
+    def deployed(self) -> list[DeployOutcome]:
+        return [o for o in self.outcomes if o.status == "deployed"]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status == "deployed" for o in self.outcomes)
+
+
+async def plan(deps: MachineDeps, spec: MachineSpec, *, created_by: str) -> list[dict[str, Any]]:
+    """Check the request against the store and one cluster snapshot; one params dict per machine."""
+    with deps.db.session() as session:
+        if repo.project_by_name(session, spec.project) is None:
+            raise ProjectNotFound(
+                f"no project '{spec.project}'", hint=f"create it: autovibe project create {spec.project}"
+            )
+        taken = [name for name in spec.names if repo.machine_by_name(session, name) is not None]
+    if taken:
+        raise MachineNameTaken(
+            f"machine name(s) already in use: {', '.join(taken)}", hint="choose another name"
+        )
+    resources = await deps.pve.cluster_resources()
+    template = next((r for r in resources if r.type == "qemu" and r.vmid == spec.template_vmid), None)
+    if template is None or not template.template:
+        raise InvalidMachineRequest(
+            f"profile {spec.profile}: template VM {spec.template_vmid} does not exist on this cluster",
+            hint="point the profile's template_vmid at a PVE template",
+        )
+    nodes = plan_fleet(node_loads(resources), spec.demand, len(spec.names), requested=spec.node)
+    return [
+        _params(spec, name, node, str(template.node), created_by)
+        for name, node in zip(spec.names, nodes, strict=True)
+    ]
+
+
+def _params(spec: MachineSpec, name: str, node: str, template_node: str, created_by: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "project": spec.project,
+        "profile": spec.profile,
+        "template_vmid": spec.template_vmid,
+        "template_node": template_node,
+        "node": node,
+        "cores": spec.cores,
+        "memory_mib": spec.memory_mib,
+        "disk_gib": spec.disk_gib,
+        "full_clone": spec.full_clone,
+        "storage": spec.storage,
+        "network_profile": spec.network_profile,
+        "tags": list(spec.tags),
+        "start": spec.start,
+        "ttl_s": spec.ttl.total_seconds() if spec.ttl else None,
+        "checkpoint_before_expiry": spec.checkpoint_before_expiry,
+        "labels": dict(spec.labels),
+        "created_by": created_by,
+    }
+
+
+async def deploy(
+    deps: MachineDeps,
+    request: MachineCreate,
+    profiles: Mapping[str, Profile],
+    *,
+    actor: str,
+    progress: MachineProgress | None = None,
+    stop: asyncio.Event | None = None,
+) -> FleetResult:
+    """Deploy every machine of ``request``. Each ends deployed and recorded, or undone and absent.
+
+    Setting ``stop`` (first Ctrl-C) stops *starting* machines; those in flight run to their end.
+    """
+    spec = resolved_spec(request, get_profile(profiles, request.profile))
+    runner = Runner(Journal(deps.db), deps)
+
+    async def one(params: dict[str, Any]) -> DeployOutcome:
+        name, node = params["name"], params["node"]
+        if stop is not None and stop.is_set():
+            return DeployOutcome(name, "skipped", node)
+
+        def report(step: str, index: int, total: int) -> None:
+            if progress is not None:
+                progress(name, step, index, total)
+
+        try:
+            record = await runner.run(DEPLOY, params, actor=actor, progress=report)
+        except OperationFailed as exc:
+            return DeployOutcome(name, "failed", node, operation_id=exc.operation_id, error=str(exc))
+        return DeployOutcome(name, "deployed", record.state["node"], record.state["vmid"], record.id)
+
+    params_list = await plan(deps, spec, created_by=actor)
+    # Operations beyond what the gate lets through would only queue; launching them lazily is what
+    # lets a stop request leave the rest unstarted.
+    window = asyncio.Semaphore(len({p["node"] for p in params_list}) * deps.gate.limits.per_node)
+
+    async def windowed(params: dict[str, Any]) -> DeployOutcome:
+        async with window:
+            return await one(params)
+
+    outcomes = await asyncio.gather(*(windowed(p) for p in params_list))
+    return FleetResult(tuple(outcomes))

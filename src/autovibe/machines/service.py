@@ -1,0 +1,133 @@
+"""Single-machine use cases: find, list, power actions, delete (journaled), leases.
+
+Machines are addressed by name or vmid. Lists read ``/cluster/resources`` once, never once per VM.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from autovibe.machines.deploy import MachineDeps, destroy_vm
+from autovibe.machines.errors import MachineNotFound
+from autovibe.machines.models import MISSING, MachineRead
+from autovibe.operations.journal import Journal
+from autovibe.operations.models import OperationRecord
+from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
+from autovibe.pve import ClusterResource
+from autovibe.store import repositories as repo
+from autovibe.store.tables import Machine
+
+PowerAction = Literal["start", "stop", "shutdown", "reboot"]
+
+
+def find(deps: MachineDeps, ref: str) -> Machine:
+    """The tracked machine named ``ref``, or with vmid ``ref``."""
+    with deps.db.session() as session:
+        row = repo.machine_by_vmid(session, int(ref)) if ref.isdigit() else repo.machine_by_name(session, ref)
+        if row is None:
+            raise MachineNotFound(f"no machine '{ref}'", hint="list machines with `autovibe machine list`")
+        session.expunge(row)
+        return row
+
+
+def _read(row: Machine, project: str, resources: dict[int, ClusterResource]) -> MachineRead:
+    live = resources.get(row.vmid)
+    return MachineRead(
+        name=row.name,
+        vmid=row.vmid,
+        node=str(live.node) if live and live.node else row.node,
+        project=project,
+        profile=row.profile,
+        status=str(live.status) if live else MISSING,
+        labels={str(k): str(v) for k, v in row.labels.items()},
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        parent_machine=row.parent_machine,
+        parent_checkpoint=row.parent_checkpoint,
+    )
+
+
+async def _vms(deps: MachineDeps) -> dict[int, ClusterResource]:
+    return {int(r.vmid): r for r in await deps.pve.cluster_resources(type="vm") if r.vmid is not None}
+
+
+async def list_machines(deps: MachineDeps, *, project: str | None = None) -> list[MachineRead]:
+    with deps.db.session() as session:
+        rows = [(row, row.project.name) for row in repo.machines(session, project=project)]
+    live = await _vms(deps)
+    return [_read(row, name, live) for row, name in rows]
+
+
+async def show(deps: MachineDeps, ref: str) -> MachineRead:
+    row = find(deps, ref)
+    with deps.db.session() as session:
+        project = session.get_one(Machine, row.id).project.name
+    return _read(row, project, await _vms(deps))
+
+
+async def power(deps: MachineDeps, ref: str, action: PowerAction) -> MachineRead:
+    """Start, stop, shut down or reboot, waiting for PVE's task (lock conflicts are retried)."""
+    row = find(deps, ref)
+    live = (await _vms(deps)).get(row.vmid)
+    if live is None:
+        raise MachineNotFound(
+            f"machine '{row.name}' (VM {row.vmid}) no longer exists in PVE",
+            hint=f"remove the record with `autovibe machine delete {row.name}`",
+        )
+    node = str(live.node)
+    await deps.gate.task(
+        deps.pve,
+        node=node,
+        vmid=row.vmid,
+        start=lambda: deps.pve.post(f"/nodes/{node}/qemu/{row.vmid}/status/{action}"),
+        what=f"{action} VM {row.vmid}",
+    )
+    return await show(deps, row.name)
+
+
+# ---- delete: a forward-only operation (a deleted disk cannot be undeleted) -------------------------
+async def _destroy(ctx: OpContext[MachineDeps]) -> None:
+    await destroy_vm(ctx.deps, int(ctx.params["vmid"]), owner_marker=None)
+
+
+async def _unregister(ctx: OpContext[MachineDeps]) -> None:
+    with ctx.deps.db.session() as session:
+        row = repo.machine_by_vmid(session, int(ctx.params["vmid"]))
+        if row is not None:
+            session.delete(row)
+
+
+DELETE = register(
+    OperationKind(
+        "machine.delete", [Step("destroy", _destroy), Step("unregister", _unregister)], resume="finish"
+    )
+)
+
+
+async def delete(deps: MachineDeps, ref: str, *, actor: str, reason: str = "requested") -> OperationRecord:
+    """Stop and purge the VM, then forget the machine. Resumable: ``ops resume`` finishes it."""
+    row = find(deps, ref)
+    params: dict[str, Any] = {"name": row.name, "vmid": row.vmid, "reason": reason}
+    return await Runner(Journal(deps.db), deps).run(DELETE, params, actor=actor)
+
+
+# ---- leases --------------------------------------------------------------------------------------
+def extend_lease(deps: MachineDeps, ref: str, ttl: timedelta) -> datetime:
+    """Push the machine's expiry ``ttl`` further (from now if it had none or has passed)."""
+    row = find(deps, ref)
+    now = deps.now()
+    with deps.db.session() as session:
+        stored = session.get_one(Machine, row.id)
+        base = stored.expires_at if stored.expires_at and stored.expires_at > now else now
+        stored.expires_at = base + ttl
+        return stored.expires_at
+
+
+async def expire_due(deps: MachineDeps, *, actor: str) -> list[OperationRecord]:
+    """Delete every machine whose lease has run out (one pass of the hub's scheduler loop)."""
+    now = deps.now()
+    with deps.db.session() as session:
+        due = [m.name for m in repo.machines(session) if m.expires_at is not None and m.expires_at <= now]
+    return [await delete(deps, name, actor=actor, reason="lease expired") for name in due]
