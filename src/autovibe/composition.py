@@ -25,7 +25,13 @@ from autovibe.pve import PasswordAuth, PveAuth, PveClient, PveTimeouts, TlsTrust
 from autovibe.settings import Settings
 
 if TYPE_CHECKING:
+    from autovibe.machines.deploy import MachineDeps
+    from autovibe.machines.profiles import Profile
     from autovibe.sim.app import SimApp
+    from autovibe.store.db import Database
+
+LOCAL_ACTOR = "local-admin"
+"""Who local CLI use acts as (DESIGN §4: the local admin identity; the API will require tokens)."""
 
 SIM_BASE_URL = "https://pve1:8006"
 """The URL the in-process client uses; ASGITransport never resolves it, but UPIDs and logs show it."""
@@ -165,3 +171,31 @@ def _tilde(path: Path) -> str:
         return f"~/{path.relative_to(Path.home())}"
     except ValueError:
         return str(path)
+
+
+def open_store(settings: Settings) -> Database:
+    """The store, migrated to the newest schema (first use creates it)."""
+    from autovibe.store.db import Database
+
+    return Database.open(settings.store_url)
+
+
+def profiles(settings: Settings) -> dict[str, Profile]:
+    from autovibe.machines.profiles import load_profiles
+
+    return load_profiles(settings.profiles)
+
+
+@asynccontextmanager
+async def open_machines(settings: Settings) -> AsyncIterator[MachineDeps]:
+    """Everything machine operations need: the PVE client, the store, the task gate."""
+    from autovibe.machines.deploy import MachineDeps
+    from autovibe.machines.scheduler import TaskGate, TaskLimits
+
+    db = open_store(settings)
+    try:
+        limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
+        async with open_pve(settings) as pve:
+            yield MachineDeps(pve=pve, db=db, gate=TaskGate(limits=limits))
+    finally:
+        db.dispose()

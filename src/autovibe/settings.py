@@ -144,6 +144,20 @@ class Settings(BaseSettings):
     sim_state_path: Path = Field(default_factory=lambda data: Path(data["data_dir"]) / "sim-state.json")
     sim_speed: float = Field(default=20.0, gt=0, le=10_000)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    # The store: SQLite under data_dir unless a URL is given (postgresql+psycopg://... to scale out).
+    database_url: SecretStr | None = None
+    # User profiles: override fields of the seeds (claude_code, hub) or add new ones, by name.
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # In-flight PVE tasks autovibe allows itself per node (PVE's own worker limit is 4) and per template.
+    tasks_per_node: int = Field(default=4, ge=1, le=64)
+    tasks_per_template: int = Field(default=10, ge=1, le=256)
+
+    @property
+    def store_url(self) -> str:
+        """The database to use; the URL may hold a password, so it is kept as a secret."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'autovibe.db'}"
 
     @classmethod
     def settings_customise_sources(

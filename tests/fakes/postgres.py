@@ -141,7 +141,9 @@ class PostgresServer:
 def _binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise PostgresUnavailable(f"PostgreSQL's {name!r} is not on PATH (install postgresql to run these tests)")
+        raise PostgresUnavailable(
+            f"PostgreSQL's {name!r} is not on PATH (install postgresql to run these tests)"
+        )
     return path
 
 
@@ -157,7 +159,9 @@ def _run_as_prefix() -> tuple[str, ...]:
         ) from None
     runuser = shutil.which("runuser")
     if runuser is None:
-        raise PostgresUnavailable("running as root and 'runuser' is not on PATH; PostgreSQL refuses to run as root")
+        raise PostgresUnavailable(
+            "running as root and 'runuser' is not on PATH; PostgreSQL refuses to run as root"
+        )
     return (runuser, "-u", SYSTEM_USER, "--")
 
 
@@ -190,7 +194,9 @@ def _run(cmd: list[str], *, cwd: Path) -> None:
     """Run a server binary; on failure the exception carries its output."""
     # PG* variables from the developer's shell (PGPORT, PGDATA, ...) would steer the binaries elsewhere.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S + 30)
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S + 30
+    )
     if result.returncode != 0:
         raise PostgresCommandFailed(
             f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout}{result.stderr}".rstrip()

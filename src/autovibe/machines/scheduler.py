@@ -16,7 +16,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from autovibe.pve import DEFAULT_POLL, PollPolicy, PveApiError, PveClient, PveLocked, PveTaskFailed, TaskStatus
+from autovibe.pve import (
+    DEFAULT_POLL,
+    PollPolicy,
+    PveApiError,
+    PveClient,
+    PveLocked,
+    PveTaskFailed,
+    TaskStatus,
+)
 
 T = TypeVar("T")
 # PVE's words for "someone else holds this VM right now": the config lock and the file lock.

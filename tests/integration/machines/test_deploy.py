@@ -18,14 +18,18 @@ from autovibe.sim.faults import FaultPlan, TaskFault
 
 
 def request(**fields: Any) -> MachineCreate:
-    return parse_request(MachineCreate, {"name": "agent", "profile": "claude_code", "project": "alpha", **fields})
+    return parse_request(
+        MachineCreate, {"name": "agent", "profile": "claude_code", "project": "alpha", **fields}
+    )
 
 
 async def vms(deps: MachineDeps) -> dict[int, Any]:
     return {r.vmid: r for r in await deps.pve.cluster_resources(type="vm") if not r.template}
 
 
-async def test_one_machine_is_cloned_configured_started_and_recorded(deps: MachineDeps, profiles: Any) -> None:
+async def test_one_machine_is_cloned_configured_started_and_recorded(
+    deps: MachineDeps, profiles: Any
+) -> None:
     result = await fleet.deploy(deps, request(memory_mib="6G", disk_gib=30), profiles, actor="tester")
     [outcome] = result.outcomes
     assert outcome.status == "deployed", outcome.error
@@ -47,7 +51,9 @@ async def test_a_fleet_spreads_over_the_nodes(deps: MachineDeps, profiles: Any) 
     assert {v.name for v in (await vms(deps)).values()} == {f"agent-{i}" for i in range(1, 7)}
 
 
-async def test_a_failed_clone_leaves_nothing_behind(deps: MachineDeps, profiles: Any, fast_sim: SimApp) -> None:
+async def test_a_failed_clone_leaves_nothing_behind(
+    deps: MachineDeps, profiles: Any, fast_sim: SimApp
+) -> None:
     fast_sim.cluster.faults = FaultPlan(tasks=[TaskFault("qmclone", 1.0, "clone failed: disk on fire")])
     result = await fleet.deploy(deps, request(count=3), profiles, actor="tester")
     assert [o.status for o in result.outcomes] == ["failed"] * 3

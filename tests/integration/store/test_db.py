@@ -20,7 +20,9 @@ WAIT_S = 30  # upper bound for a thread handshake; reached only when something i
 
 
 def _machine(project_id: int, name: str = "m1", vmid: int = 101) -> Machine:
-    return Machine(name=name, vmid=vmid, node="pve1", project_id=project_id, profile="claude_code", created_by="t")
+    return Machine(
+        name=name, vmid=vmid, node="pve1", project_id=project_id, profile="claude_code", created_by="t"
+    )
 
 
 def _project_id(db: Database, name: str) -> int:
@@ -200,7 +202,9 @@ def test_two_sqlite_writers_both_succeed(sqlite_pair: tuple[Database, Database])
             for n in range(per_writer):
                 project_id = _project_id(db, f"{prefix}-{n}")
                 with db.session() as s:
-                    s.add(_machine(project_id, name=f"{prefix}-m{n}", vmid=hash(prefix) % 1000 * 1000 + n + 100))
+                    s.add(
+                        _machine(project_id, name=f"{prefix}-m{n}", vmid=hash(prefix) % 1000 * 1000 + n + 100)
+                    )
         except BaseException as exc:  # reported by the assertion below, not lost in the thread
             errors.append(exc)
 

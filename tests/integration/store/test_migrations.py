@@ -95,14 +95,17 @@ def test_foreign_keys_carry_their_on_delete_rules(db: Database) -> None:
     """``compare_metadata`` ignores ON DELETE, so check it against the ORM ourselves."""
     inspector = sa.inspect(db.engine)
     for table in Base.metadata.sorted_tables:
-        declared = {(tuple(fk.parent.name for fk in c.elements), c.ondelete) for c in table.foreign_key_constraints}
+        declared = {
+            (tuple(fk.parent.name for fk in c.elements), c.ondelete) for c in table.foreign_key_constraints
+        }
         reflected = {
             (tuple(fk["constrained_columns"]), fk["options"].get("ondelete"))
             for fk in inspector.get_foreign_keys(table.name)
         }
         assert reflected == declared, table.name
     assert ((("project_id",), "RESTRICT")) in {
-        (tuple(fk["constrained_columns"]), fk["options"].get("ondelete")) for fk in inspector.get_foreign_keys("machines")
+        (tuple(fk["constrained_columns"]), fk["options"].get("ondelete"))
+        for fk in inspector.get_foreign_keys("machines")
     }
 
 
