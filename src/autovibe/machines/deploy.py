@@ -34,10 +34,12 @@ async def _no_hook(params: Mapping[str, Any]) -> None:
 
 @dataclass
 class DeployHooks:
-    """Extension points filled in by later features (quotas, network profiles)."""
+    """Extension points filled in by later features (quotas, network profiles, checkpoints)."""
 
     check_quota: Callable[[Mapping[str, Any]], Awaitable[None]] = _no_hook
     apply_network: Callable[[Mapping[str, Any]], Awaitable[None]] = _no_hook
+    # Before a machine whose profile asks for it is deleted at lease expiry.
+    final_checkpoint: Callable[[Mapping[str, Any]], Awaitable[None]] = _no_hook
 
 
 @dataclass

@@ -13,6 +13,8 @@ Every class has a default ``hint`` saying what to do; raisers pass a sharper one
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from difflib import get_close_matches
 from typing import ClassVar
 
 from pydantic import ValidationError
@@ -46,13 +48,13 @@ class _Hinted(AutovibeError):
 class ProfileNotFound(_Hinted, AutovibeNotFound, KeyError):
     """No profile has that name."""
 
-    default_hint = "run `autovibe profile list` to see the profiles, or define one under [profiles] in config"
+    default_hint = "use one of the configured profiles, or define one under [profiles] in the config file"
 
 
 class ProjectNotFound(_Hinted, AutovibeNotFound, KeyError):
     """No project has that name."""
 
-    default_hint = "run `autovibe project list`, or create it with `autovibe project create NAME`"
+    default_hint = "check the project name, or create the project first"
 
 
 class MachineNotFound(_Hinted, AutovibeNotFound, KeyError):
@@ -86,7 +88,7 @@ class InsufficientCapacity(_Hinted, AutovibeConflict):
 class ProjectNotEmpty(_Hinted, AutovibeConflict):
     """A project still owns machines, so it cannot be deleted."""
 
-    default_hint = "delete or move the project's machines first (`autovibe machine list --project NAME`)"
+    default_hint = "delete the project's machines first, then the project"
 
 
 class MachineNameTaken(_Hinted, AutovibeConflict):
@@ -104,24 +106,30 @@ class ProfileInvalid(_Hinted, AutovibeInvalid, ValueError):
 class InvalidMachineRequest(_Hinted, AutovibeInvalid, ValueError):
     """A machine or project request is malformed; ``message`` is one line naming the field."""
 
-    default_hint = "fix the named field and try again; `autovibe machine create --help` lists the fields"
+    default_hint = "fix the named field and try again"
 
     @classmethod
-    def from_validation(cls, exc: ValidationError) -> InvalidMachineRequest:
-        """The first problem of a pydantic ``ValidationError`` as one line: ``"memory_mib: ..."``."""
-        return cls(validation_message(exc))
+    def from_validation(cls, exc: ValidationError, *, fields: Collection[str] = ()) -> InvalidMachineRequest:
+        """The first problem of ``exc`` as one line (see :func:`validation_message`)."""
+        return cls(validation_message(exc, fields=fields))
 
 
-def validation_message(exc: ValidationError) -> str:
-    """Turn a pydantic ``ValidationError`` into one line naming the field, without echoing input.
+def validation_message(exc: ValidationError, *, fields: Collection[str] = ()) -> str:
+    """Turn a pydantic ``ValidationError`` into one line that starts with the field's name.
 
     ``"cores: must be at most 128"``; further problems are counted (``"(and 2 more problems)"``)
-    rather than listed, because faces show one line and the user fixes one thing at a time.
+    rather than listed, because faces show one line and the user fixes one thing at a time. Pydantic's
+    echo of the input is left out (our own validators quote a value where that helps). With the
+    model's ``fields``, a misspelt field gets a suggestion: ``"memory: is not a known field; did
+    you mean 'memory_mib'?"``.
     """
     problems = exc.errors(include_url=False, include_input=False)
     first = problems[0]
     where = ".".join(str(part) for part in first["loc"])
     text = _plain(first["type"], first["msg"], first.get("ctx") or {})
+    if first["type"] == "extra_forbidden" and fields:
+        close = get_close_matches(str(first["loc"][-1]), list(fields), n=1)
+        text += f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(fields)}"
     line = f"{where}: {text}" if where else text
     if len(problems) > 1:
         extra = len(problems) - 1

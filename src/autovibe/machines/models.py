@@ -100,8 +100,9 @@ def check_vm_name(value: str) -> str:
         if not label:
             raise ValueError(f"{value!r} is not a valid VM name: it has an empty part between dots")
         if not _LABEL_RE.fullmatch(label):
+            part = "it" if label == value else f"its part {label!r}"
             raise ValueError(
-                f"{value!r} is not a valid VM name: {label!r} must start and end with a letter or digit"
+                f"{value!r} is not a valid VM name: {part} must start and end with a letter or digit"
             )
     return value
 
@@ -440,4 +441,4 @@ def parse_request(model: type[_ModelT], data: Any) -> _ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidMachineRequest.from_validation(exc) from None
+        raise InvalidMachineRequest.from_validation(exc, fields=list(model.model_fields)) from None

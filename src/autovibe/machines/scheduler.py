@@ -77,17 +77,20 @@ class TaskGate:
                 yield
 
     async def retry_locked(self, action: Callable[[], Awaitable[T]], *, what: str) -> T:
-        """Run ``action``; while PVE answers that the VM is locked, wait with jitter and try again."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.lock_deadline_s
-        delay = self.limits.lock_retry_s
+        """Run ``action``; while PVE answers that the VM is locked, wait with jitter and try again.
+
+        Gives up (re-raising PVE's error) once the waits would pass ``limits.lock_deadline_s``.
+        """
+        waited, delay = 0.0, self.limits.lock_retry_s
         while True:
             try:
                 return await action()
             except (PveApiError, PveTaskFailed) as exc:
-                if not is_lock_conflict(exc) or loop.time() + delay > deadline:
+                pause = delay * (0.5 + self.rng.random())
+                if not is_lock_conflict(exc) or waited + pause > self.limits.lock_deadline_s:
                     raise
-            await self.sleep(delay * (0.5 + self.rng.random()))
+            await self.sleep(pause)
+            waited += pause
             delay = min(delay * 2, 8.0)
 
     async def task(

@@ -5,12 +5,14 @@ Machines are addressed by name or vmid. Lists read ``/cluster/resources`` once, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from autovibe.machines.deploy import MachineDeps, destroy_vm
 from autovibe.machines.errors import MachineNotFound
 from autovibe.machines.models import MISSING, MachineRead
+from autovibe.machines.profiles import Profile
 from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
@@ -88,6 +90,11 @@ async def power(deps: MachineDeps, ref: str, action: PowerAction) -> MachineRead
 
 
 # ---- delete: a forward-only operation (a deleted disk cannot be undeleted) -------------------------
+async def _checkpoint(ctx: OpContext[MachineDeps]) -> None:
+    if ctx.params.get("final_checkpoint"):
+        await ctx.deps.hooks.final_checkpoint(ctx.params)
+
+
 async def _destroy(ctx: OpContext[MachineDeps]) -> None:
     await destroy_vm(ctx.deps, int(ctx.params["vmid"]), owner_marker=None)
 
@@ -101,15 +108,28 @@ async def _unregister(ctx: OpContext[MachineDeps]) -> None:
 
 DELETE = register(
     OperationKind(
-        "machine.delete", [Step("destroy", _destroy), Step("unregister", _unregister)], resume="finish"
+        "machine.delete",
+        [Step("checkpoint", _checkpoint), Step("destroy", _destroy), Step("unregister", _unregister)],
+        resume="finish",
     )
 )
 
 
-async def delete(deps: MachineDeps, ref: str, *, actor: str, reason: str = "requested") -> OperationRecord:
-    """Stop and purge the VM, then forget the machine. Resumable: ``ops resume`` finishes it."""
+async def delete(
+    deps: MachineDeps, ref: str, *, actor: str, reason: str = "requested", final_checkpoint: bool = False
+) -> OperationRecord:
+    """Stop and purge the VM, then forget the machine. Resumable: ``ops resume`` finishes it.
+
+    ``final_checkpoint`` runs the checkpoint hook first (lease expiry of a profile that asks for it).
+    """
     row = find(deps, ref)
-    params: dict[str, Any] = {"name": row.name, "vmid": row.vmid, "reason": reason}
+    params: dict[str, Any] = {
+        "name": row.name,
+        "vmid": row.vmid,
+        "reason": reason,
+        "profile": row.profile,
+        "final_checkpoint": final_checkpoint,
+    }
     return await Runner(Journal(deps.db), deps).run(DELETE, params, actor=actor)
 
 
@@ -125,9 +145,16 @@ def extend_lease(deps: MachineDeps, ref: str, ttl: timedelta) -> datetime:
         return stored.expires_at
 
 
-async def expire_due(deps: MachineDeps, *, actor: str) -> list[OperationRecord]:
-    """Delete every machine whose lease has run out (one pass of the hub's scheduler loop)."""
+async def expire_due(
+    deps: MachineDeps, profiles: Mapping[str, Profile], *, actor: str
+) -> list[OperationRecord]:
+    """Delete every machine whose lease has run out (one pass of the hub's scheduler loop), taking a
+    final checkpoint first when its profile asks for one."""
     now = deps.now()
     with deps.db.session() as session:
-        due = [m.name for m in repo.machines(session) if m.expires_at is not None and m.expires_at <= now]
-    return [await delete(deps, name, actor=actor, reason="lease expired") for name in due]
+        due = [(m.name, m.profile) for m in repo.machines(session) if m.expires_at and m.expires_at <= now]
+    done = []
+    for name, profile in due:
+        wants = profiles[profile].checkpoint_before_expiry if profile in profiles else False
+        done.append(await delete(deps, name, actor=actor, reason="lease expired", final_checkpoint=wants))
+    return done
