@@ -136,7 +136,8 @@ async def configure(ctx: Ctx) -> None:
     changes: dict[str, Any] = {
         "cores": p["cores"],
         "memory": p["memory_mib"],
-        "tags": ";".join(p["tags"]),
+        # Tagged so an admin can tell autovibe's VMs apart in the PVE UI; profile tags follow.
+        "tags": ";".join(dict.fromkeys(["autovibe", *p["tags"]])),
         "description": f"{marker(ctx.id)}\nautovibe machine {p['name']} "
         f"(project {p['project']}, profile {p['profile']})",
     }

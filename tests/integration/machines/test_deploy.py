@@ -37,6 +37,7 @@ async def test_one_machine_is_cloned_configured_started_and_recorded(
     assert live.status == "running" and live.name == "agent" and live.maxmem == 6 * 1024**3
     config = await deps.pve.get(f"/nodes/{live.node}/qemu/{outcome.vmid}/config")
     assert "firewall=1" in config["net0"] and config["scsi0"].endswith("size=30G")
+    assert config["tags"].split(";")[0] == "autovibe"
     [read] = await machines.list_machines(deps)
     assert (read.name, read.vmid, read.status, read.project) == ("agent", outcome.vmid, "running", "alpha")
     assert Journal(deps.db).get(outcome.operation_id or "").status is OpStatus.COMPLETED
