@@ -1,9 +1,10 @@
 """A throwaway PostgreSQL cluster for the store tests: ``initdb`` once per session, one database per test.
 
 ``PostgresServer.start()`` runs ``initdb`` and ``pg_ctl start -w`` (which returns when the server
-accepts connections, so nothing here sleeps) in a fresh temporary directory, listening on 127.0.0.1
-only, on a free port, with trust authentication. Durability is switched off (``fsync=off`` and
-friends): the cluster lives for one test session and is deleted afterwards.
+accepts connections, so nothing here sleeps) in a fresh temporary directory, on ``/dev/shm`` when
+there is one. It listens on 127.0.0.1 only, on a free port, with trust authentication. Durability is
+switched off (``fsync=off`` and friends): the cluster lives for one test session and is deleted after.
+A test run killed hard (SIGKILL) leaves the server running; ``pg_ctl stop -D <root>/data`` ends it.
 
 PostgreSQL refuses to run as root, so under root the binaries run as the ``postgres`` system user
 (``runuser -u postgres --``) in a directory that user owns; as any other user they run directly.
@@ -53,7 +54,9 @@ _SERVER_OPTIONS = {
     "full_page_writes": "off",
     "max_connections": "100",
     "shared_buffers": "32MB",
+    "autovacuum": "off",  # each test's database lives for a second; vacuuming it only competes for CPU
 }
+RAM_DISK = Path("/dev/shm")
 
 
 class PostgresUnavailable(RuntimeError):
@@ -87,7 +90,7 @@ class PostgresServer:
         began = time.perf_counter()
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
         run_as = _run_as_prefix()
-        root = Path(tempfile.mkdtemp(prefix="autovibe-pg-"))
+        root = Path(tempfile.mkdtemp(prefix="autovibe-pg-", dir=_scratch_dir()))
         try:
             if run_as:
                 account = pwd.getpwnam(SYSTEM_USER)
@@ -102,9 +105,9 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Stop the server at once (its data is thrown away) and delete its directory."""
+        stop = [_binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate", "-w"]
         try:
-            _run([*self._run_as, _binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate", "-w"],
-                 cwd=self.root)  # fmt: skip
+            _run([*self._run_as, *stop], cwd=self.root)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -121,11 +124,6 @@ class PostgresServer:
         """Drop a database, disconnecting any session a test left open (``WITH (FORCE)``, PostgreSQL 13+)."""
         self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    def databases(self) -> set[str]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate").fetchall()
-        return {row[0] for row in rows}
-
     def _admin(self, statement: sql.Composed) -> None:
         # CREATE/DROP DATABASE cannot run inside a transaction block, hence autocommit.
         with self._connect() as conn:
@@ -136,6 +134,17 @@ class PostgresServer:
             host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres", autocommit=True,
             sslmode="disable", connect_timeout=10,
         )  # fmt: skip
+
+
+def _scratch_dir() -> Path | None:
+    """Where the cluster lives: RAM when there is a tmpfs, else the usual temporary directory.
+
+    ``CREATE DATABASE`` copies the 7 MB ``template1``; on a RAM disk that takes ~10 ms instead of
+    ~300 ms on a VM disk, and ``initdb`` drops from ~1.5 s to ~0.5 s.
+    """
+    if RAM_DISK.is_dir() and os.access(RAM_DISK, os.W_OK | os.X_OK):
+        return RAM_DISK
+    return None
 
 
 def _binary(name: str) -> str:

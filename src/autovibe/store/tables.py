@@ -50,7 +50,8 @@ class Project(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    machines: Mapped[list[Machine]] = relationship(back_populates="project")
+    # Leave deleting a project with machines to the database's RESTRICT rule (no ORM nulling).
+    machines: Mapped[list[Machine]] = relationship(back_populates="project", passive_deletes="all")
 
 
 class Machine(Base):

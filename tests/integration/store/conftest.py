@@ -65,11 +65,9 @@ def session(db: Database) -> Iterator[Session]:
     Dispatch's ``tests/conftest.py``.
     """
     with db.engine.connect() as connection:
+        # On SQLite the engine itself issues BEGIN IMMEDIATE here (store/db.py), so the session's
+        # SAVEPOINT is nested in a real transaction and its RELEASE is no commit.
         outer = connection.begin()
-        if connection.dialect.name == "sqlite":
-            # pysqlite defers BEGIN until the first INSERT/UPDATE, so the session's SAVEPOINT would be
-            # the outermost transaction and its RELEASE a real commit. Open the transaction ourselves.
-            connection.exec_driver_sql("BEGIN")
         with Session(bind=connection, join_transaction_mode="create_savepoint") as rolled_back:
             yield rolled_back
         outer.rollback()

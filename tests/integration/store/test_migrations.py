@@ -15,6 +15,7 @@ from autovibe.store.db import Database
 from autovibe.store.tables import Base, Project
 
 TABLES = {"projects", "machines", "operations", "operation_steps"}
+WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
 
 
 def _head() -> str:
@@ -63,9 +64,7 @@ def test_opening_again_changes_nothing(db: Database) -> None:
 
     try:
         again.upgrade()
-        writes = [sql for sql in statements if sql.lstrip().split()[0].upper() in {"CREATE", "ALTER", "DROP",
-                                                                                  "INSERT", "UPDATE", "DELETE"}]  # fmt: skip
-        assert writes == []
+        assert [sql for sql in statements if sql.lstrip().split()[0].upper() in WRITES] == []
         assert statements, "the listener saw no statement at all: upgrade() did not look at the version"
         assert _revision(again) == _head()
         with again.session() as s:
