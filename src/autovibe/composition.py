@@ -189,13 +189,18 @@ def profiles(settings: Settings) -> dict[str, Profile]:
 @asynccontextmanager
 async def open_machines(settings: Settings) -> AsyncIterator[MachineDeps]:
     """Everything machine operations need: the PVE client, the store, the task gate."""
+    db = open_store(settings)
+    try:
+        async with open_pve(settings) as pve:
+            yield machine_deps(settings, pve, db)
+    finally:
+        db.dispose()
+
+
+def machine_deps(settings: Settings, pve: PveClient, db: Database) -> MachineDeps:
+    """Machine collaborators on an existing client and store (the demo's sandbox uses this too)."""
     from autovibe.machines.deploy import MachineDeps
     from autovibe.machines.scheduler import TaskGate, TaskLimits
 
-    db = open_store(settings)
-    try:
-        limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
-        async with open_pve(settings) as pve:
-            yield MachineDeps(pve=pve, db=db, gate=TaskGate(limits=limits))
-    finally:
-        db.dispose()
+    limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
+    return MachineDeps(pve=pve, db=db, gate=TaskGate(limits=limits))

@@ -40,6 +40,15 @@ COMMANDS: dict[str, LazyCommand] = {
     "doctor": LazyCommand(
         "autovibe.cli.commands.doctor", "Check that autovibe can reach, trust and use PVE."
     ),
+    "project": LazyCommand("autovibe.cli.commands.project", "Projects (tenants) that own machines."),
+    "machine": LazyCommand(
+        "autovibe.cli.commands.machine", "Deploy, list, power and delete machines (one or a fleet)."
+    ),
+    "ops": LazyCommand(
+        "autovibe.cli.commands.ops", "Journaled operations: list, show, resume after a crash."
+    ),
+    "hub": LazyCommand("autovibe.cli.commands.hub", "One pass of the hub's scheduler (expire leases)."),
+    "db": LazyCommand("autovibe.cli.commands.db", "The store: migrate it to the newest schema."),
     "demo": LazyCommand("autovibe.cli.commands.demo", "A guided tour on a throwaway simulated cluster."),
     "sim": LazyCommand("autovibe.cli.commands.sim", "Run the embedded PVE simulator for any client."),
 }

@@ -153,3 +153,7 @@ def _plain(kind: str, msg: str, ctx: dict[str, object]) -> str:
     if kind == "greater_than":
         return f"must be greater than {ctx['gt']}"
     return msg.removeprefix("Value error, ")
+
+
+class ProjectExists(_Hinted, AutovibeConflict):
+    """Another project already has that name (exit code 1, HTTP 409)."""

@@ -138,5 +138,8 @@ async def deploy(
         async with window:
             return await one(params)
 
-    outcomes = await asyncio.gather(*(windowed(p) for p in params_list))
-    return FleetResult(tuple(outcomes))
+    # A TaskGroup (not gather) so that a cancelled fleet returns only after every machine in flight
+    # has finished undoing its work.
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(windowed(p)) for p in params_list]
+    return FleetResult(tuple(task.result() for task in tasks))

@@ -13,6 +13,7 @@ from autovibe.machines.deploy import MachineDeps, destroy_vm
 from autovibe.machines.errors import MachineNotFound
 from autovibe.machines.models import MISSING, MachineRead
 from autovibe.machines.profiles import Profile
+from autovibe.operations.errors import OperationFailed
 from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
@@ -156,5 +157,8 @@ async def expire_due(
     done = []
     for name, profile in due:
         wants = profiles[profile].checkpoint_before_expiry if profile in profiles else False
-        done.append(await delete(deps, name, actor=actor, reason="lease expired", final_checkpoint=wants))
+        try:
+            done.append(await delete(deps, name, actor=actor, reason="lease expired", final_checkpoint=wants))
+        except OperationFailed as exc:  # one machine's trouble must not keep the others alive
+            done.append(Journal(deps.db).get(exc.operation_id))
     return done

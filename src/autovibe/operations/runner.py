@@ -9,7 +9,7 @@ is it ours?). Before acting, a step records the facts its compensation needs wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -116,7 +116,7 @@ class Runner(Generic[D]):
             self.journal.set_status(ctx.id, OpStatus.STUCK, error=reason)
             compensated = False
         else:
-            compensated = await asyncio.shield(self._compensate(kind, ctx, upto=index, error=reason))
+            compensated = await _to_the_end(self._compensate(kind, ctx, upto=index, error=reason))
         if isinstance(exc, asyncio.CancelledError):
             raise exc
         hint = None if compensated else "run `autovibe ops resume` to finish it"
@@ -198,6 +198,25 @@ class Runner(Generic[D]):
                 return
             self.journal.step(ctx.id, index, StepStatus.DONE, state=ctx.state)
         self.journal.set_status(ctx.id, OpStatus.COMPLETED)
+
+
+async def _to_the_end(undo: Coroutine[Any, Any, bool]) -> bool:
+    """Await ``undo`` to completion even if this task is cancelled (again) meanwhile; a cancel that
+    arrived is delivered afterwards. ``asyncio.shield`` alone would stop *waiting* at the first cancel
+    and leave the undo running unattended, to be killed when the event loop closes."""
+    task = asyncio.ensure_future(undo)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 def _describe(exc: BaseException) -> str:

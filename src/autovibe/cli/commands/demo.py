@@ -1,8 +1,8 @@
 """``autovibe demo``: a short scripted tour on a fresh, in-memory simulated cluster.
 
 It never touches a real cluster nor the user's persisted simulated one (``composition.open_sandbox``).
-Each step is one small service call from ``autovibe.cluster.guests``; later issues swap them for the
-machines and checkpoints services without changing the script's shape.
+The first part drives single guests with ``autovibe.cluster.guests``; the machines part deploys a fleet
+into a project through the machines services, with a throwaway SQLite store in a temporary directory.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from autovibe.cli.commands import load_cli_settings, run
 if TYPE_CHECKING:
     from autovibe.cluster.models import GuestRef, SnapshotNode
     from autovibe.composition import Connection
+    from autovibe.machines.deploy import MachineDeps
     from autovibe.pve import TaskStatus
     from autovibe.settings import Settings
 
@@ -25,6 +26,9 @@ app = typer.Typer(rich_markup_mode=None, add_completion=False)
 
 TEMPLATE_VMID = 9000
 VM_NAME = "demo-vm"
+PROJECT = "demo"
+PROFILE = "claude_code"
+FLEET = 3
 CORES = 2
 MEMORY_MIB = 4096
 
@@ -37,8 +41,8 @@ def demo(
         typer.Option(min=0.1, max=10_000, help="Simulated seconds per real second [default: sim_speed, 20]."),
     ] = None,
 ) -> None:
-    """Clone a VM from a template, configure, start, snapshot with RAM, roll back and clean up, all on
-    a throwaway simulated cluster."""
+    """Clone a VM from a template, configure, start, snapshot with RAM, roll back and clean up; then
+    deploy a fleet into a project, delete a machine and read the journal, all on a throwaway cluster."""
     settings = load_cli_settings(ctx)
     if speed is not None:
         settings = settings.model_copy(update={"sim_speed": speed})
@@ -61,6 +65,7 @@ async def _tour(settings: Settings) -> None:
         guest = await _create(connection, timeout=settings.timeouts.task)
         await _snapshots(connection, guest, timeout=settings.timeouts.task)
         await _clean_up(connection, guest, timeout=settings.timeouts.task)
+        await _machines(connection, settings)
 
 
 async def _create(connection: Connection, *, timeout: float) -> GuestRef:  # noqa: ASYNC109
@@ -116,6 +121,54 @@ async def _clean_up(connection: Connection, guest: GuestRef, *, timeout: float) 
         await guests.delete(pve=pve, guest=guest, progress=_follow(bar), task_timeout=timeout)
 
 
+async def _machines(connection: Connection, settings: Settings) -> None:
+    """The machines part: a project, a fleet deployed concurrently, a delete, and the journal of it all,
+    with a store of its own in a temporary directory (never the user's, not even a PostgreSQL one)."""
+    import tempfile
+    from pathlib import Path
+
+    from autovibe.composition import machine_deps, open_store
+
+    with tempfile.TemporaryDirectory(prefix="autovibe-demo-") as scratch:
+        db = open_store(settings.model_copy(update={"data_dir": Path(scratch), "database_url": None}))
+        try:
+            await _fleet(machine_deps(settings, connection.pve, db))
+        finally:
+            db.dispose()
+
+
+async def _fleet(deps: MachineDeps) -> None:
+    from autovibe.cli.fleet_progress import FleetDisplay, outcomes_table, run_fleet
+    from autovibe.composition import LOCAL_ACTOR
+    from autovibe.machines import projects
+    from autovibe.machines import service as machines
+    from autovibe.machines.models import MachineCreate, ProjectCreate, parse_request
+    from autovibe.machines.profiles import SEED_PROFILES
+    from autovibe.operations.journal import Journal
+
+    from .machine import machines_table
+    from .ops import operations_table
+
+    render.step(7, f"Create project '{PROJECT}' and deploy a fleet of {FLEET} '{PROFILE}' machines at once")
+    projects.create(db=deps.db, request=parse_request(ProjectCreate, {"name": PROJECT}))
+    request = parse_request(
+        MachineCreate,
+        {"name": PROFILE.replace("_", "-"), "profile": PROFILE, "project": PROJECT, "count": FLEET},
+    )
+    with FleetDisplay(render.output(), request.names) as display:
+        outcomes, _pressed = await run_fleet(deps, request, SEED_PROFILES, display)
+    render.table(outcomes_table(outcomes))
+    render.step(8, "The machines autovibe tracks, with their live status from one cluster read")
+    render.table(machines_table(await machines.list_machines(deps, project=PROJECT)))
+    doomed = outcomes[-1].name
+    render.step(9, f"Delete '{doomed}': stop, purge its disks, forget it — as a journaled operation")
+    with render.progress(f"delete {doomed}"):
+        await machines.delete(deps, doomed, actor=LOCAL_ACTOR)
+    render.table(machines_table(await machines.list_machines(deps, project=PROJECT)))
+    render.step(10, "The operations journal: every step of every operation, so a crash can be resumed")
+    render.table(operations_table(Journal(deps.db).recent()))
+
+
 def _follow(bar: render.ProgressBar) -> Callable[[TaskStatus], None]:
     def update(status: TaskStatus) -> None:
         bar.update(note=status.status if status.running else (status.exitstatus or status.status))
@@ -142,11 +195,13 @@ def _snapshot_label(node: SnapshotNode) -> str:
 
 
 def _what_next() -> None:
-    render.step(7, "What to try next")
+    render.step(11, "What to try next")
     for text in (
         "autovibe cluster status        your own simulated cluster (kept between runs)",
         "autovibe doctor                check a cluster: reachability, TLS, auth, clocks, privileges",
         "autovibe sim serve --tls       serve the simulator over HTTPS for any PVE client",
+        "autovibe project create alpha  then: autovibe machine create --profile claude_code "
+        "--project alpha --count 5",
         "",
         "then, with the API token and certificate that `sim serve --tls` prints:",
         "  from proxmoxer import ProxmoxAPI",

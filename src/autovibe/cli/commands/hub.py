@@ -1,0 +1,74 @@
+"""``autovibe hub ...``: the hub's periodic work, one pass at a time.
+
+The future hub runs these passes continuously; ``hub tick`` runs one now (from cron, a systemd timer,
+or by hand), so leases are honoured even before the hub exists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from autovibe.cli import render
+from autovibe.cli.commands import load_cli_settings, run, show_help_without_subcommand
+
+if TYPE_CHECKING:
+    from autovibe.operations.models import OperationRecord
+    from autovibe.settings import Settings
+
+app = typer.Typer(rich_markup_mode=None, invoke_without_command=True, add_completion=False)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print stable JSON instead of lines.")]
+
+
+@app.callback()
+def hub(ctx: typer.Context) -> None:
+    """The hub's scheduler loop, one pass at a time."""
+    show_help_without_subcommand(ctx)
+
+
+@app.command()
+def tick(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """One pass of the scheduler: stop and delete every machine whose lease has run out.
+
+    A machine whose profile asks for it gets a final checkpoint first. Each deletion is a journaled
+    operation (`autovibe ops list --all` shows them; `ops resume` finishes one that was interrupted).
+    """
+    from autovibe.composition import describe_target
+
+    settings = load_cli_settings(ctx)
+    if not json_output:
+        render.header(describe_target(settings))
+    expired = run(_tick(settings))
+    if json_output:
+        render.emit_json(
+            {
+                "target": describe_target(settings),
+                "simulated": settings.is_simulated,
+                "expired": [
+                    {
+                        "name": record.params["name"],
+                        "vmid": record.params["vmid"],
+                        "operation_id": record.id,
+                        "status": record.status,
+                    }
+                    for record in expired
+                ],
+            }
+        )
+        return
+    for record in expired:
+        render.line(
+            f"lease expired: deleted machine '{record.params['name']}' (VM {record.params['vmid']}); "
+            f"operation {record.id[:8]}"
+        )
+    render.line(f"{len(expired)} lease(s) expired" if expired else "no lease has expired")
+
+
+async def _tick(settings: Settings) -> list[OperationRecord]:
+    from autovibe.composition import LOCAL_ACTOR, open_machines, profiles
+    from autovibe.machines import service
+
+    async with open_machines(settings) as deps:
+        return await service.expire_due(deps, profiles(settings), actor=LOCAL_ACTOR)
