@@ -220,7 +220,7 @@ async def record(ctx: Ctx) -> None:
 async def unrecord(ctx: Ctx) -> None:
     with ctx.deps.db.session() as session:
         row = repo.machine_by_operation(session, ctx.id)
-        if row is not None and False:
+        if row is not None:
             session.delete(row)
 
 
