@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # In-flight PVE tasks autovibe allows itself per node (PVE's own worker limit is 4) and per template.
     tasks_per_node: int = Field(default=4, ge=1, le=64)
-    tasks_per_template: int = Field(default=10, ge=1, le=256)
+    tasks_per_template: int = Field(default=14, ge=1, le=256)
 
     @property
     def store_url(self) -> str:

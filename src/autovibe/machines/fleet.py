@@ -132,7 +132,10 @@ async def deploy(
     params_list = await plan(deps, spec, created_by=actor)
     # Operations beyond what the gate lets through would only queue; launching them lazily is what
     # lets a stop request leave the rest unstarted.
-    window = asyncio.Semaphore(len({p["node"] for p in params_list}) * deps.gate.limits.per_node)
+    # The window is wider than the node slots so that, while some machines hold slots for their start
+    # tasks, others already queue for a clone slot and the shared storage stays busy.
+    limits = deps.gate.limits
+    window = asyncio.Semaphore(len({p["node"] for p in params_list}) * limits.per_node + limits.per_template)
 
     async def windowed(params: dict[str, Any]) -> DeployOutcome:
         async with window:

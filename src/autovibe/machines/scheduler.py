@@ -36,7 +36,9 @@ class TaskLimits:
     """How hard autovibe may push PVE. ``per_node`` defaults to PVE's own worker limit (max_workers=4)."""
 
     per_node: int = 4
-    per_template: int = 10  # 10 streams x 200 MiB/s saturate a 2 GB/s Ceph-like shared storage
+    # 10 streams x 200 MiB/s saturate a 2 GB/s Ceph-like shared storage; the slack above 10 keeps it
+    # busy across the gaps between one clone ending and the next starting (bench/fleet_deploy.py).
+    per_template: int = 14
     lock_deadline_s: float = 120.0
     lock_retry_s: float = 0.5
 
