@@ -307,7 +307,7 @@ def _utc(text: str) -> float:
 
 
 def _interrupted_fleet(cli: Cli, presses: int) -> tuple[int, str]:
-    """Deploy 9 machines three at a time (one task per node), press Ctrl-C ``presses`` times as soon as
+    """Deploy 9 machines a few at a time (one task per node and per template), press Ctrl-C ``presses`` times as soon as
     the first machine is deployed (the second press once the first is acknowledged); return the exit
     code and stdout."""
     cli.ok("project", "create", "alpha")
@@ -315,7 +315,8 @@ def _interrupted_fleet(cli: Cli, presses: int) -> tuple[int, str]:
         [sys.executable, "-m", "autovibe", "machine", "create", "--profile", "claude_code",
          "--project", "alpha", "--name", "agent", "--count", "9"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        env=cli.env(AUTOVIBE_TASKS_PER_NODE="1"),
+        # One task per node and per template: the launch window (3 x 1 + 1) is far below 9 machines.
+        env=cli.env(AUTOVIBE_TASKS_PER_NODE="1", AUTOVIBE_TASKS_PER_TEMPLATE="1"),
     )  # fmt: skip
     assert proc.stdout is not None
     seen, pressed = [], 0
