@@ -307,9 +307,9 @@ def _utc(text: str) -> float:
 
 
 def _interrupted_fleet(cli: Cli, presses: int) -> tuple[int, str]:
-    """Deploy 9 machines a few at a time (one task per node and per template), press Ctrl-C ``presses`` times as soon as
-    the first machine is deployed (the second press once the first is acknowledged); return the exit
-    code and stdout."""
+    """Deploy 9 machines a few at a time (one task per node and per template), press Ctrl-C
+    ``presses`` times as soon as the first machine is deployed (the second press once the first is
+    acknowledged); return the exit code and stdout."""
     cli.ok("project", "create", "alpha")
     proc = subprocess.Popen(
         [sys.executable, "-m", "autovibe", "machine", "create", "--profile", "claude_code",
