@@ -14,8 +14,8 @@ share one simulated cluster. The simulator is imported only on that path.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,6 +178,16 @@ def open_store(settings: Settings) -> Database:
     from autovibe.store.db import Database
 
     return Database.open(settings.store_url)
+
+
+@contextmanager
+def store(settings: Settings) -> Iterator[Database]:
+    """The migrated store for one command, disposed of when the block ends."""
+    db = open_store(settings)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def profiles(settings: Settings) -> dict[str, Profile]:

@@ -51,17 +51,14 @@ def list_(
     json_output: JsonFlag = False,
 ) -> None:
     """Unfinished operations (running, compensating, stuck); with --all the recent ones, newest first."""
-    from autovibe.composition import describe_target, open_store
+    from autovibe.composition import describe_target, store
     from autovibe.operations.journal import Journal
 
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    db = open_store(settings)
-    try:
+    with store(settings) as db:
         records = Journal(db).recent(unfinished=not all_, limit=limit)
-    finally:
-        db.dispose()
     if json_output:
         render.emit_json({**_envelope(settings), "operations": [record_dict(r) for r in records]})
         return
@@ -120,17 +117,14 @@ def show(
     json_output: JsonFlag = False,
 ) -> None:
     """One operation: its parameters, what it learned, and each step's status, times and error."""
-    from autovibe.composition import describe_target, open_store
+    from autovibe.composition import describe_target, store
     from autovibe.operations.journal import Journal
 
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    db = open_store(settings)
-    try:
+    with store(settings) as db:
         record = Journal(db).get(op_id)
-    finally:
-        db.dispose()
     if json_output:
         render.emit_json({**_envelope(settings), "operation": record_dict(record)})
         return

@@ -6,7 +6,8 @@ Also home of the small input helpers the machine commands share: ``--label KEY=V
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -67,13 +68,16 @@ def project(ctx: typer.Context) -> None:
     show_help_without_subcommand(ctx)
 
 
-def _open(ctx: typer.Context, *, json_output: bool) -> tuple[Settings, Database]:
-    from autovibe.composition import describe_target, open_store
+@contextmanager
+def _open(ctx: typer.Context, *, json_output: bool) -> Iterator[tuple[Settings, Database]]:
+    """The command's settings and store (disposed of afterwards), with the target header for humans."""
+    from autovibe.composition import describe_target, store
 
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    return settings, open_store(settings)
+    with store(settings) as db:
+        yield settings, db
 
 
 def _envelope(settings: Settings) -> dict[str, object]:
@@ -100,11 +104,8 @@ def create(
         request = parse_request(ProjectCreate, data)
     except InvalidMachineRequest as exc:
         raise refuse(exc, {"labels": "--label", "description": "--description"}) from None
-    settings, db = _open(ctx, json_output=json_output)
-    try:
+    with _open(ctx, json_output=json_output) as (settings, db):
         created = projects.create(db=db, request=request)
-    finally:
-        db.dispose()
     if json_output:
         render.emit_json({**_envelope(settings), "project": created.model_dump(mode="json")})
         return
@@ -116,11 +117,8 @@ def list_(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Every project, with how many machines it owns."""
     from autovibe.machines import projects
 
-    settings, db = _open(ctx, json_output=json_output)
-    try:
+    with _open(ctx, json_output=json_output) as (settings, db):
         views = projects.list_projects(db=db)
-    finally:
-        db.dispose()
     if json_output:
         render.emit_json({**_envelope(settings), "projects": [view.as_dict() for view in views]})
         return
@@ -158,11 +156,8 @@ def show(
     """A project: description, labels, creation time and its machines."""
     from autovibe.machines import projects
 
-    settings, db = _open(ctx, json_output=json_output)
-    try:
+    with _open(ctx, json_output=json_output) as (settings, db):
         view = projects.show(db=db, name=name)
-    finally:
-        db.dispose()
     if json_output:
         render.emit_json({**_envelope(settings), "project": view.as_dict()})
         return
@@ -186,11 +181,8 @@ def delete(
     """Delete an empty project (one that still owns machines is refused)."""
     from autovibe.machines import projects
 
-    settings, db = _open(ctx, json_output=json_output)
-    try:
+    with _open(ctx, json_output=json_output) as (settings, db):
         deleted = projects.delete(db=db, name=name)
-    finally:
-        db.dispose()
     if json_output:
         render.emit_json({**_envelope(settings), "deleted": deleted.name})
         return
