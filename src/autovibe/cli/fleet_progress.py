@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from autovibe.cli import render
-from autovibe.cli.commands import run
+from autovibe.cli.commands import json_envelope, run
 from autovibe.cli.render import Output
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ def deploy_fleet(
     code: 0 all deployed, 1 any failed, 130 stopped by Ctrl-C. Raises the command's one-line
     ``BadInput`` (exit 2) when planning refuses the request (unknown project or node) — before any
     machine starts."""
-    from autovibe.composition import describe_target, open_machines
+    from autovibe.composition import open_machines
 
     async def deploy() -> tuple[list[DeployOutcome], int]:
         async with open_machines(settings) as deps:
@@ -224,8 +224,7 @@ def deploy_fleet(
     if json_output:
         render.emit_json(
             {
-                "target": describe_target(settings),
-                "simulated": settings.is_simulated,
+                **json_envelope(settings),
                 "interrupted": pressed > 0,
                 "outcomes": [_outcome_dict(o) for o in outcomes],
             }

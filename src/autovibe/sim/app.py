@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import nullcontext
 from http.cookies import SimpleCookie
@@ -320,7 +319,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(18)

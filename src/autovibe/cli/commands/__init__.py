@@ -108,3 +108,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio  # not at module level: `autovibe --help` must not pay for it
 
     return asyncio.run(coro)
+
+
+def json_envelope(settings: Settings) -> dict[str, object]:
+    """The keys every ``--json`` answer starts with: which cluster it is about, and whether simulated."""
+    from autovibe.composition import describe_target
+
+    return {"target": describe_target(settings), "simulated": settings.is_simulated}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autovibe.cli import render
-from autovibe.cli.commands import load_cli_settings, run, show_help_without_subcommand
+from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 
 if TYPE_CHECKING:
     from autovibe.cluster.models import ClusterStatus
@@ -35,9 +35,7 @@ def status(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         render.header(target)
     view = run(_read_status(settings))
     if json_output:
-        render.emit_json(
-            {"target": target, "simulated": settings.is_simulated, **view.model_dump(mode="json")}
-        )
+        render.emit_json({**json_envelope(settings), **view.model_dump(mode="json")})
         return
     show_status(view)
 

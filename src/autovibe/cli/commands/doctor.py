@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autovibe.cli import render
-from autovibe.cli.commands import load_cli_settings, run
+from autovibe.cli.commands import json_envelope, load_cli_settings, run
 
 if TYPE_CHECKING:
     from autovibe.cluster.models import DoctorReport
@@ -37,8 +37,7 @@ def doctor(
     if json_output:
         render.emit_json(
             {
-                "target": target,
-                "simulated": settings.is_simulated,
+                **json_envelope(settings),
                 "ok": report.ok,
                 **report.model_dump(mode="json"),
             }

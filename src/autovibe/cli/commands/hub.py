@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autovibe.cli import render
-from autovibe.cli.commands import load_cli_settings, run, show_help_without_subcommand
+from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 
 if TYPE_CHECKING:
     from autovibe.operations.models import OperationRecord
@@ -44,8 +44,7 @@ def tick(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     if json_output:
         render.emit_json(
             {
-                "target": describe_target(settings),
-                "simulated": settings.is_simulated,
+                **json_envelope(settings),
                 "expired": [
                     {
                         "name": record.params["name"],

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from autovibe.cli import render
-from autovibe.cli.commands import load_cli_settings, run, show_help_without_subcommand
+from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 from autovibe.cli.commands.project import BadInput, JsonFlag, LabelOption, parse_labels, refuse
 
 if TYPE_CHECKING:
@@ -104,7 +104,9 @@ def list_(
         render.header(describe_target(settings))
     machines = run(_list(settings, project))
     if json_output:
-        render.emit_json({**_envelope(settings), "machines": [m.model_dump(mode="json") for m in machines]})
+        render.emit_json(
+            {**json_envelope(settings), "machines": [m.model_dump(mode="json") for m in machines]}
+        )
         return
     render.table(machines_table(machines))
 
@@ -167,7 +169,7 @@ def show(ctx: typer.Context, ref: RefArg, json_output: JsonFlag = False) -> None
         render.header(describe_target(settings))
     view = run(_show(settings, ref))
     if json_output:
-        render.emit_json({**_envelope(settings), "machine": view.model_dump(mode="json")})
+        render.emit_json({**json_envelope(settings), "machine": view.model_dump(mode="json")})
         return
     show_machine(view)
 
@@ -211,12 +213,6 @@ def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _envelope(settings: Settings) -> dict[str, object]:
-    from autovibe.composition import describe_target
-
-    return {"target": describe_target(settings), "simulated": settings.is_simulated}
-
-
 # ---- power -----------------------------------------------------------------------------------------
 def _power(ctx: typer.Context, ref: str, action: PowerAction, json_output: bool) -> None:
     from autovibe.composition import describe_target, open_machines
@@ -229,7 +225,7 @@ def _power(ctx: typer.Context, ref: str, action: PowerAction, json_output: bool)
             return await service.power(deps, ref, action)
 
     if json_output:
-        render.emit_json({**_envelope(settings), "machine": run(act()).model_dump(mode="json")})
+        render.emit_json({**json_envelope(settings), "machine": run(act()).model_dump(mode="json")})
         return
     render.header(describe_target(settings))
     with render.progress(f"{action} {ref}"):
@@ -299,7 +295,7 @@ def delete(
     name, vmid = record.params["name"], record.params["vmid"]
     if json_output:
         render.emit_json(
-            {**_envelope(settings), "deleted": {"name": name, "vmid": vmid, "operation_id": record.id}}
+            {**json_envelope(settings), "deleted": {"name": name, "vmid": vmid, "operation_id": record.id}}
         )
         return
     render.line(f"deleted machine '{name}' (VM {vmid}); operation {record.id[:8]}")
@@ -329,7 +325,7 @@ def lease(
 
     name, expires_at = run(extend_lease())
     if json_output:
-        render.emit_json({**_envelope(settings), "machine": name, "expires_at": expires_at})
+        render.emit_json({**json_envelope(settings), "machine": name, "expires_at": expires_at})
         return
     render.header(describe_target(settings))
     render.line(f"the lease of '{name}' now ends {_time(expires_at)} ({_lease(expires_at, _now())})")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from autovibe.cli import render
-from autovibe.cli.commands import load_cli_settings, run, show_help_without_subcommand
+from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 
 if TYPE_CHECKING:
     from autovibe.operations.models import OperationRecord
@@ -30,12 +30,6 @@ EXIT_STUCK = 1
 def ops(ctx: typer.Context) -> None:
     """Journaled operations: list, inspect, resume after a crash."""
     show_help_without_subcommand(ctx)
-
-
-def _envelope(settings: Settings) -> dict[str, object]:
-    from autovibe.composition import describe_target
-
-    return {"target": describe_target(settings), "simulated": settings.is_simulated}
 
 
 def record_dict(record: OperationRecord) -> dict[str, Any]:
@@ -60,7 +54,7 @@ def list_(
     with store(settings) as db:
         records = Journal(db).recent(unfinished=not all_, limit=limit)
     if json_output:
-        render.emit_json({**_envelope(settings), "operations": [record_dict(r) for r in records]})
+        render.emit_json({**json_envelope(settings), "operations": [record_dict(r) for r in records]})
         return
     render.table(operations_table(records, title="Operations" if all_ else "Unfinished operations"))
     if not all_ and not records:
@@ -126,7 +120,7 @@ def show(
     with store(settings) as db:
         record = Journal(db).get(op_id)
     if json_output:
-        render.emit_json({**_envelope(settings), "operation": record_dict(record)})
+        render.emit_json({**json_envelope(settings), "operation": record_dict(record)})
         return
     for key, value in (
         ("operation", record.id),
@@ -181,7 +175,7 @@ def resume(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     stuck = [after for _before, after in results if not after.status.finished]
     if json_output:
         rows = [{**record_dict(after), "was": before} for before, after in results]
-        render.emit_json({**_envelope(settings), "resumed": rows, "stuck": len(stuck)})
+        render.emit_json({**json_envelope(settings), "resumed": rows, "stuck": len(stuck)})
     elif not results:
         render.line("nothing to resume: no operation was left unfinished by a process that died")
     else:

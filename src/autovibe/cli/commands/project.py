@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autovibe.cli import render
-from autovibe.cli.commands import load_cli_settings, show_help_without_subcommand
+from autovibe.cli.commands import json_envelope, load_cli_settings, show_help_without_subcommand
 from autovibe.errors import AutovibeError, AutovibeInvalid
 
 if TYPE_CHECKING:
@@ -80,12 +80,6 @@ def _open(ctx: typer.Context, *, json_output: bool) -> Iterator[tuple[Settings, 
         yield settings, db
 
 
-def _envelope(settings: Settings) -> dict[str, object]:
-    from autovibe.composition import describe_target
-
-    return {"target": describe_target(settings), "simulated": settings.is_simulated}
-
-
 @app.command()
 def create(
     ctx: typer.Context,
@@ -107,7 +101,7 @@ def create(
     with _open(ctx, json_output=json_output) as (settings, db):
         created = projects.create(db=db, request=request)
     if json_output:
-        render.emit_json({**_envelope(settings), "project": created.model_dump(mode="json")})
+        render.emit_json({**json_envelope(settings), "project": created.model_dump(mode="json")})
         return
     render.line(f"created project '{created.name}'")
 
@@ -120,7 +114,7 @@ def list_(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     with _open(ctx, json_output=json_output) as (settings, db):
         views = projects.list_projects(db=db)
     if json_output:
-        render.emit_json({**_envelope(settings), "projects": [view.as_dict() for view in views]})
+        render.emit_json({**json_envelope(settings), "projects": [view.as_dict() for view in views]})
         return
     render.table(projects_table(views))
 
@@ -159,7 +153,7 @@ def show(
     with _open(ctx, json_output=json_output) as (settings, db):
         view = projects.show(db=db, name=name)
     if json_output:
-        render.emit_json({**_envelope(settings), "project": view.as_dict()})
+        render.emit_json({**json_envelope(settings), "project": view.as_dict()})
         return
     created = view.project.created_at
     for key, value in (
@@ -184,7 +178,7 @@ def delete(
     with _open(ctx, json_output=json_output) as (settings, db):
         deleted = projects.delete(db=db, name=name)
     if json_output:
-        render.emit_json({**_envelope(settings), "deleted": deleted.name})
+        render.emit_json({**json_envelope(settings), "deleted": deleted.name})
         return
     render.line(f"deleted project '{deleted.name}'")
 
