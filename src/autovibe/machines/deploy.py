@@ -143,6 +143,8 @@ async def configure(ctx: Ctx) -> None:
     }
     if "net0" in current:
         changes["net0"] = _with_firewall(str(current["net0"]))
+    # Resize needs the boot disk's size: hand it over instead of reading the config a second time.
+    ctx.state["scsi0"] = str(current.get("scsi0", ""))
     await deps.gate.retry_locked(lambda: deps.pve.put(path, **changes), what=f"configure VM {vmid}")
 
 
@@ -154,8 +156,10 @@ def _with_firewall(net: str) -> str:
 async def resize(ctx: Ctx) -> None:
     p, deps = ctx.params, ctx.deps
     node, vmid = ctx.state["node"], ctx.state["vmid"]
-    config = await deps.pve.get(f"/nodes/{node}/qemu/{vmid}/config")
-    current = _disk_gib(str(config.get("scsi0", "")))
+    drive = ctx.state.get("scsi0")
+    if drive is None:  # resumed from a journal written before configure recorded it
+        drive = str((await deps.pve.get(f"/nodes/{node}/qemu/{vmid}/config")).get("scsi0", ""))
+    current = _disk_gib(drive)
     if current is not None and p["disk_gib"] > current:
         await deps.gate.task(
             deps.pve,

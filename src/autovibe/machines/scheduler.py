@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import structlog
+
 from autovibe.pve import (
     DEFAULT_POLL,
     PollPolicy,
@@ -27,6 +29,7 @@ from autovibe.pve import (
 )
 
 T = TypeVar("T")
+_log = structlog.get_logger("autovibe.machines")
 # PVE's words for "someone else holds this VM right now": the config lock and the file lock.
 _LOCKED_RE = re.compile(r"VM is locked \(|CT is locked \(|can't lock file")
 
@@ -91,6 +94,8 @@ class TaskGate:
                 pause = delay * (0.5 + self.rng.random())
                 if not is_lock_conflict(exc) or waited + pause > self.limits.lock_deadline_s:
                     raise
+                reason = str(exc)
+            _log.info("waiting for a locked VM", action=what, reason=reason, retry_in_s=round(pause, 2))
             await self.sleep(pause)
             waited += pause
             delay = min(delay * 2, 8.0)
