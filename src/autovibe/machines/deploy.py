@@ -125,6 +125,8 @@ def _clone_params(ctx: Ctx, vmid: int) -> dict[str, Any]:
         params["target"] = p["node"]
     if p["full_clone"] and p.get("storage"):
         params["storage"] = p["storage"]
+    if p.get("snapname"):  # a branch: clone the disks as they were in that snapshot
+        params["snapname"] = p["snapname"]
     return params
 
 
@@ -215,6 +217,8 @@ async def record(ctx: Ctx) -> None:
                 labels=dict(p.get("labels", {})),
                 created_by=p["created_by"],
                 operation_id=ctx.id,
+                parent_machine=p.get("parent_machine"),
+                parent_checkpoint=p.get("parent_checkpoint"),
                 expires_at=ctx.deps.now() + timedelta(seconds=ttl) if ttl else None,
             )
         )

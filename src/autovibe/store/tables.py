@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -49,6 +60,10 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The default retention policy of the project's machines (a machine may name its own).
+    retention_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("retention_policies.id", ondelete="RESTRICT"), default=None
+    )
 
     # Leave deleting a project with machines to the database's RESTRICT rule (no ORM nulling).
     machines: Mapped[list[Machine]] = relationship(back_populates="project", passive_deletes="all")
@@ -73,6 +88,9 @@ class Machine(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    retention_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("retention_policies.id", ondelete="RESTRICT"), default=None
+    )
 
     project: Mapped[Project] = relationship(back_populates="machines")
 
@@ -112,3 +130,58 @@ class OperationStep(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
     operation: Mapped[Operation] = relationship(back_populates="steps")
+
+
+class RetentionPolicyRow(Base):
+    """A named retention policy; ``rules`` is ``RetentionPolicy`` as JSON (restic's keep words)."""
+
+    __tablename__ = "retention_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CheckpointMark(Base):
+    """What autovibe knows about a checkpoint beyond PVE's snapshot: who took it, whether it is pinned.
+
+    PVE's snapshot list stays the truth about which checkpoints exist; a mark without a snapshot is
+    dropped when the snapshot is deleted, and snapshots taken outside autovibe simply have no mark.
+    """
+
+    __tablename__ = "checkpoint_marks"
+    __table_args__ = (UniqueConstraint("machine_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    operation_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CheckpointSchedule(Base):
+    """Take a checkpoint of a machine, or of every machine of a project, every ``every_s`` seconds."""
+
+    __tablename__ = "checkpoint_schedules"
+    __table_args__ = (
+        CheckConstraint("(project_id IS NULL) <> (machine_id IS NULL)", name="one_target"),
+        UniqueConstraint("project_id"),
+        UniqueConstraint("machine_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), default=None
+    )
+    machine_id: Mapped[int | None] = mapped_column(
+        ForeignKey("machines.id", ondelete="CASCADE"), default=None
+    )
+    every_s: Mapped[int] = mapped_column(Integer)
+    ram: Mapped[bool] = mapped_column(Boolean, default=True)
+    prune: Mapped[bool] = mapped_column(Boolean, default=True)  # apply the retention policy afterwards
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

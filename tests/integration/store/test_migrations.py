@@ -14,7 +14,10 @@ from sqlalchemy import event, select
 from autovibe.store.db import Database
 from autovibe.store.tables import Base, Project
 
-TABLES = {"projects", "machines", "operations", "operation_steps"}
+TABLES = {
+    "projects", "machines", "operations", "operation_steps",
+    "retention_policies", "checkpoint_marks", "checkpoint_schedules",
+}  # fmt: skip
 WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
 
 

@@ -1,4 +1,4 @@
-"""Machine services wired to the in-process simulator and a SQLite store, as the CLI wires them."""
+"""Services wired to the in-process simulator and a SQLite store, as the CLI wires them."""
 
 from __future__ import annotations
 
