@@ -10,7 +10,7 @@ request leaves nothing behind and keeps its own error kind.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,24 +74,35 @@ class Target:
 async def locate(deps: MachineDeps, ref: str) -> Target:
     """The machine ``ref`` (name or vmid) with its live node and status (one cluster read)."""
     row = machines.find(deps, ref)
-    with deps.db.session() as session:
-        project = session.get_one(Machine, row.id).project.name
-    live = [r for r in await deps.pve.cluster_resources(type="vm") if r.vmid == row.vmid]
-    if not live:
+    found = (await targets(deps, [row.id]))[row.id]
+    if isinstance(found, str):
         raise MachineMissingInPve(
             f"machine '{row.name}' (VM {row.vmid}) no longer exists in PVE",
             hint=f"remove the record with `autovibe machine delete {row.name}`",
         )
-    return Target(
-        row.id,
-        row.name,
-        row.vmid,
-        str(live[0].node),
-        str(live[0].status),
-        project,
-        row.profile,
-        {str(k): str(v) for k, v in row.labels.items()},
-    )
+    return found
+
+
+async def targets(deps: MachineDeps, machine_ids: Sequence[int]) -> dict[int, Target | str]:
+    """Live targets of many machines from one cluster read; a machine PVE lost maps to its name."""
+    with deps.db.session() as session:
+        rows = [session.get_one(Machine, machine_id) for machine_id in machine_ids]
+        facts = [
+            (r.id, r.name, r.vmid, r.project.name, r.profile, {str(k): str(v) for k, v in r.labels.items()})
+            for r in rows
+        ]
+    live = {r.vmid: r for r in await deps.pve.cluster_resources(type="vm") if r.vmid is not None}
+    out: dict[int, Target | str] = {}
+    for machine_id, name, vmid, project, profile, labels in facts:
+        resource = live.get(vmid)
+        out[machine_id] = (
+            name
+            if resource is None
+            else Target(
+                machine_id, name, vmid, str(resource.node), str(resource.status), project, profile, labels
+            )
+        )
+    return out
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -190,7 +201,7 @@ async def _take_snapshot(ctx: Ctx) -> None:
 async def _untake_snapshot(ctx: Ctx) -> None:
     """Only a snapshot this operation took is removed (a name clash means it is someone else's)."""
     if ctx.state.get("taken"):
-        await _delete_snapshot(ctx.deps, ctx.params["node"], ctx.params["vmid"], ctx.params["checkpoint"])
+        await delete_snapshot(ctx.deps, ctx.params["node"], ctx.params["vmid"], ctx.params["checkpoint"])
 
 
 async def _mark(ctx: Ctx) -> None:
@@ -276,8 +287,8 @@ async def _discard_newer(ctx: Ctx) -> None:
     for name in p["discard"]:
         if name in done:
             continue
-        await _delete_snapshot(ctx.deps, p["node"], p["vmid"], name)
-        _drop_mark(ctx.deps, p["machine_id"], name)
+        await delete_snapshot(ctx.deps, p["node"], p["vmid"], name)
+        drop_mark(ctx.deps, p["machine_id"], name)
         done.append(name)
         ctx.remember(discarded=done)
 
@@ -461,7 +472,7 @@ async def branch(
 
 
 # ---- delete, pin ---------------------------------------------------------------------------------
-async def _delete_snapshot(deps: MachineDeps, node: str, vmid: int, name: str) -> None:
+async def delete_snapshot(deps: MachineDeps, node: str, vmid: int, name: str) -> None:
     """Delete a snapshot, waiting out locks; one that is already gone counts as deleted."""
     try:
         await deps.gate.task(
@@ -476,7 +487,7 @@ async def _delete_snapshot(deps: MachineDeps, node: str, vmid: int, name: str) -
             raise
 
 
-def _drop_mark(deps: MachineDeps, machine_id: int, name: str) -> None:
+def drop_mark(deps: MachineDeps, machine_id: int, name: str) -> None:
     with deps.db.session() as session:
         row = session.scalars(
             select(CheckpointMark).where(CheckpointMark.machine_id == machine_id, CheckpointMark.name == name)
@@ -487,8 +498,8 @@ def _drop_mark(deps: MachineDeps, machine_id: int, name: str) -> None:
 
 async def _delete_step(ctx: Ctx) -> None:
     p = ctx.params
-    await _delete_snapshot(ctx.deps, p["node"], p["vmid"], p["checkpoint"])
-    _drop_mark(ctx.deps, p["machine_id"], p["checkpoint"])
+    await delete_snapshot(ctx.deps, p["node"], p["vmid"], p["checkpoint"])
+    drop_mark(ctx.deps, p["machine_id"], p["checkpoint"])
 
 
 DELETE = register(OperationKind("checkpoint.delete", [Step("delete", _delete_step)], resume="finish"))
@@ -536,11 +547,14 @@ __all__ = [
     "branch",
     "create",
     "delete",
+    "delete_snapshot",
+    "drop_mark",
     "locate",
     "pin",
     "read_tree",
     "restore",
     "rollback_blockers",
     "show",
+    "targets",
     "tree",
 ]

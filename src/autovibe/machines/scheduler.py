@@ -65,6 +65,9 @@ class TaskGate:
     poll: PollPolicy = DEFAULT_POLL  # how often a waiting task's status is asked for
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    # Told (action, PVE's reason, seconds until the next try) each time a locked VM is waited for, so
+    # a face can say what it is waiting for; the deadline is ``limits.lock_deadline_s``.
+    on_wait: Callable[[str, str, float], None] | None = None
     _nodes: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _templates: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     _vms: dict[int, asyncio.Lock] = field(default_factory=dict)
@@ -96,6 +99,8 @@ class TaskGate:
                     raise
                 reason = str(exc)
             _log.info("waiting for a locked VM", action=what, reason=reason, retry_in_s=round(pause, 2))
+            if self.on_wait is not None:
+                self.on_wait(what, reason, pause)
             await self.sleep(pause)
             waited += pause
             delay = min(delay * 2, 8.0)
