@@ -47,6 +47,7 @@ _TASK_VERBS = {
     "qmconfig": "update",
     "qmmove": "move disk",
     "qmigrate": "migration",
+    "vzdump": "backup",
 }
 
 

@@ -84,11 +84,14 @@ class Volume:
     node: str  # node that holds it; for shared storage the node it was created from
     vmid: int
     size: int  # virtual size
-    format: str = "raw"
-    content: str = "images"  # images | vmstate (PVE lists vmstate volumes as images too)
+    format: str = "raw"  # raw | qcow2; a backup archive's is its extension (vma.zst)
+    content: str = "images"  # images | backup (RAM-state volumes are images too, as PVE lists them)
     base: str | None = None  # linked clone: the base volume it reads from
     snapshots: list[str] = field(default_factory=list)
     used: int = 0  # allocated bytes: storages are thin, and a full clone copies only these
+    ctime: int | None = None  # backups: when the job started (the time in the archive's name)
+    notes: str | None = None  # backups: the rendered ``notes-template``
+    protected: bool = False  # backups: refused by storage deletion and by pruning
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Volume:

@@ -149,6 +149,12 @@ class _Node:
     placeholder: tuple[str, _Node] | None = None
     template: str | None = None
     methods: dict[str, Endpoint] = field(default_factory=dict)
+    whole_rest: bool = False  # the rest of the path is one segment (PVE's ``fragmentDelimiter => ''``)
+
+
+# Subtrees PVE mounts with ``fragmentDelimiter => ''`` because their ids contain slashes: below
+# ``.../content/`` the whole remainder is the volume ID (``local:backup/vzdump-qemu-100-....vma``).
+WHOLE_REST_PREFIXES = ("/nodes/{node}/storage/{storage}/content",)
 
 
 def _segments(path: str) -> list[str]:
@@ -172,7 +178,11 @@ class ApiSchema:
 
     def _insert(self, template: str) -> _Node:
         node = self._root
+        prefix = ""
         for segment in _segments(template):
+            if prefix in WHOLE_REST_PREFIXES:
+                node.whole_rest = True
+            prefix += f"/{segment}"
             if segment.startswith("{") and segment.endswith("}"):
                 name = segment[1:-1]
                 if node.placeholder is None:
@@ -197,29 +207,33 @@ class ApiSchema:
 
     def _find(self, path: str) -> tuple[_Node, dict[str, str]] | None:
         """The node for a concrete path; literal segments win over placeholders, with backtracking."""
-        segments = _segments(path)
 
-        def walk(node: _Node, index: int, bound: dict[str, str]) -> tuple[_Node, dict[str, str]] | None:
+        def walk(
+            node: _Node, segments: list[str], index: int, bound: dict[str, str]
+        ) -> tuple[_Node, dict[str, str]] | None:
+            if node.whole_rest and index < len(segments):
+                segments = [*segments[:index], "/".join(segments[index:])]
             if index == len(segments):
                 return (node, bound) if node.template is not None else None
             segment = segments[index]
             literal = node.literals.get(segment)
             if literal is not None:
-                found = walk(literal, index + 1, bound)
+                found = walk(literal, segments, index + 1, bound)
                 if found is not None:
                     return found
             if node.placeholder is not None:
                 name, child = node.placeholder
-                return walk(child, index + 1, {**bound, name: segment})
+                return walk(child, segments, index + 1, {**bound, name: segment})
             return None
 
-        return walk(self._root, 0, {})
+        return walk(self._root, _segments(path), 0, {})
 
     def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, str]] | None:
         """The endpoint serving ``method path`` and the values of its placeholders, or None.
 
         ``path`` is the part after ``/api2/json``, already percent-decoded per segment; a placeholder
-        matches exactly one non-empty segment (UPIDs contain colons but no slashes).
+        matches exactly one non-empty segment (UPIDs contain colons but no slashes), except below the
+        ``WHOLE_REST_PREFIXES``, where it takes the rest of the path (volume IDs contain slashes).
         """
         found = self._find(path)
         if found is None:

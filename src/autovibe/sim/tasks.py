@@ -9,6 +9,12 @@ The engine is lazy: ``advance(now)`` replays everything that happened up to ``no
 phases in time order. A task's effects are applied by its ``TaskKind``: ``begin`` runs when the
 worker forks (its checks fail the task at once, like PVE's in-worker checks), ``finish`` when the last
 phase ends, ``abort`` undoes ``begin`` when the task fails (injected faults included).
+
+A worker that does several things one after the other (a backup job saving guest after guest) marks
+phases with a ``step`` name: when such a phase ends, the kind's ``step`` runs and may queue the next
+phases, decided only then (which guest comes next, whether it is locked). A ``gate`` phase waits for a
+resource another task holds: it counts down like a wait (its timeout), and ends early as soon as the
+kind's ``ready`` says the resource is free; either way its ``step`` runs next.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class Phase:
-    kind: str  # "wait" | "copy"
-    remaining: float  # seconds (wait) or bytes (copy)
+    kind: str  # "wait" | "copy" | "gate"
+    remaining: float  # seconds (wait, gate timeout) or bytes (copy)
     locations: list[str] = field(default_factory=list)  # storage locations a copy moves through
+    step: str | None = None  # the kind's ``step`` runs with this name when the phase ends
 
 
 @dataclass
@@ -66,6 +73,8 @@ class Task:
 Begin = Callable[["Cluster", Task], list[Phase]]
 Finish = Callable[["Cluster", Task], None]
 Abort = Callable[["Cluster", Task, str], None]
+Step = Callable[["Cluster", Task, str], list[Phase]]
+Ready = Callable[["Cluster", Task, str], bool]
 
 
 def _no_finish(cluster: Cluster, task: Task) -> None:
@@ -76,15 +85,29 @@ def _no_abort(cluster: Cluster, task: Task, message: str) -> None:
     return None
 
 
+def _no_step(cluster: Cluster, task: Task, name: str) -> list[Phase]:
+    return []
+
+
+def _always_ready(cluster: Cluster, task: Task, name: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class TaskKind:
-    """What a worker type does. ``name`` keys it for persistence; ``type`` is PVE's worker type."""
+    """What a worker type does. ``name`` keys it for persistence; ``type`` is PVE's worker type.
+
+    ``step`` runs when a phase carrying a step name ends and returns the phases to run next (a
+    ``TaskError`` fails the task); ``ready`` tells whether a ``gate`` phase may open now.
+    """
 
     name: str
     type: str
     begin: Begin
     finish: Finish = _no_finish
     abort: Abort = _no_abort
+    step: Step = _no_step
+    ready: Ready = _always_ready
 
 
 TASK_KINDS: dict[str, TaskKind] = {}
@@ -151,6 +174,7 @@ class TaskEngine:
 
     def advance(self, cluster: Cluster, now: float) -> None:
         """Replay simulated time up to ``now``: progress phases, finish tasks in time order."""
+        self._open_gates(cluster)
         while now > self.time:
             running = [t for t in self.tasks.values() if t.running and t.phases]
             if not running:
@@ -160,13 +184,42 @@ class TaskEngine:
             step = min(step, now - self.time)
             self.time += step
             for task in running:
+                if not task.running or not task.phases:
+                    continue
                 phase = task.phases[0]
                 phase.remaining -= rates[task.upid] * step
                 if phase.remaining <= 1e-6 * max(1.0, rates[task.upid]):
                     task.phases.pop(0)
-                    if not task.phases:
-                        self._complete(cluster, task)
+                    self._phase_done(cluster, task, phase)
+            self._open_gates(cluster)
         self.time = max(self.time, now)
+
+    def _phase_done(self, cluster: Cluster, task: Task, phase: Phase) -> None:
+        """After ``phase`` left ``task``: run its step (which may queue phases), complete when none remain."""
+        if phase.step is not None:
+            kind = TASK_KINDS[task.kind]
+            try:
+                task.phases[:0] = kind.step(cluster, task, phase.step)
+            except TaskError as exc:
+                kind.abort(cluster, task, exc.message)
+                self._end(task, exc.message)
+                return
+        if not task.phases:
+            self._complete(cluster, task)
+
+    def _open_gates(self, cluster: Cluster) -> None:
+        """Open the gates whose resource is free now, oldest task first (one opening may close others)."""
+        while True:
+            gated = [t for t in self.tasks.values() if t.running and t.phases and t.phases[0].kind == "gate"]
+            gated.sort(key=lambda t: (t.starttime, t.pstart, t.pid))
+            for task in gated:
+                phase = task.phases[0]
+                if TASK_KINDS[task.kind].ready(cluster, task, phase.step or ""):
+                    task.phases.pop(0)
+                    self._phase_done(cluster, task, phase)
+                    break
+            else:
+                return
 
     @staticmethod
     def _rates(running: list[Task], bandwidth: Callable[[str], float]) -> dict[str, float]:
@@ -213,6 +266,7 @@ class TaskEngine:
         if task.running:
             TASK_KINDS[task.kind].abort(cluster, task, "received interrupt")
             self._end(task, "received interrupt")
+            self._open_gates(cluster)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,8 +282,8 @@ class TaskEngine:
 
 
 def _phase_rate(phase: Phase, sharers: dict[str, int], bandwidth: Callable[[str], float]) -> float:
-    """Seconds per second for waits; for copies the stream limit or the slowest equal share of the
-    locations it uses, whichever is smaller."""
-    if phase.kind == "wait" or not phase.locations:
+    """Seconds per second for waits and gates; for copies the stream limit or the slowest equal share of
+    the locations it uses, whichever is smaller."""
+    if phase.kind != "copy" or not phase.locations:
         return 1.0
     return min(COPY_STREAM_LIMIT, *(bandwidth(loc) / sharers[loc] for loc in phase.locations))

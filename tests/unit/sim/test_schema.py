@@ -95,6 +95,18 @@ def test_placeholder_is_exactly_one_non_empty_segment(schema: ApiSchema) -> None
     assert found[0].path == "/nodes/{node}/qemu"
 
 
+def test_volume_ids_take_the_rest_of_a_content_path(schema: ApiSchema) -> None:
+    # pve-storage mounts .../content with fragmentDelimiter '': volume IDs contain slashes.
+    volid = "local:backup/vzdump-qemu-100-2025_01_01-00_00_00.vma.zst"
+    found = schema.match("DELETE", f"/nodes/pve1/storage/local/content/{volid}")
+    assert found is not None
+    assert found[0].path == "/nodes/{node}/storage/{storage}/content/{volume}"
+    assert found[1] == {"node": "pve1", "storage": "local", "volume": volid}
+    listing = schema.match("GET", "/nodes/pve1/storage/local/content")
+    assert listing is not None and listing[0].path == "/nodes/{node}/storage/{storage}/content"
+    assert schema.match("GET", "/nodes/pve1/tasks/a/b/status") is None  # elsewhere: one segment each
+
+
 def test_literal_segments_win_over_placeholders() -> None:
     schema = ApiSchema(
         [

@@ -144,7 +144,7 @@ def _clone_finish(cluster: Cluster, task: Task) -> None:
     if task.args["target"]:
         new.node = task.args["target"]
         for volume in cluster.volumes.values():
-            if volume.vmid == new.vmid:
+            if volume.vmid == new.vmid and volume.content != "backup":
                 volume.node = new.node
     if task.args["pool"]:
         cluster.pools[task.args["pool"]].setdefault("vms", []).append(new.vmid)

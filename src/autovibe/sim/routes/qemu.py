@@ -180,9 +180,12 @@ def post_config(call: Call) -> str | None:
 
 # ---- destroy -----------------------------------------------------------------------------------
 def destroy_guest(cluster: Cluster, vmid: int) -> None:
-    """Remove a guest and every volume it owns (disks, unused, RAM states), and its pool membership."""
+    """Remove a guest and every volume it owns (disks, unused, RAM states), and its pool membership.
+
+    Its backup archives stay: PVE never removes backups with the guest.
+    """
     cluster.guests.pop(vmid, None)
-    for volid in [v.volid for v in cluster.volumes.values() if v.vmid == vmid]:
+    for volid in [v.volid for v in cluster.volumes.values() if v.vmid == vmid and v.content != "backup"]:
         cluster.free_volume(volid)
     for pool in cluster.pools.values():
         if vmid in pool.get("vms", []):
