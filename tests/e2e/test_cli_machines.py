@@ -362,6 +362,14 @@ def test_a_second_ctrl_c_undoes_the_machines_in_flight(cli: Cli) -> None:
 def test_demo_deploys_a_fleet_and_reads_the_journal(cli: Cli) -> None:
     result = cli.run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
-    for expected in ("Deployed 3 of 3", "claude-code-3: deployed", "machine.delete", "What to try next"):
+    for expected in (
+        "Deployed 3 of 3",
+        "claude-code-3: deployed",
+        "machine.delete",
+        "'claude-code-1' is running again, with 2 cores",
+        "branched → claude-code-1-tuned",
+        "    - ● you are here (running)",
+        "What to try next",
+    ):
         assert expected in result.stdout
     assert not cli.data.exists(), "the demo must not touch the user's simulator or store"

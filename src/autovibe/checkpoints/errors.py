@@ -2,7 +2,8 @@
 
 - ``AutovibeNotFound``: ``CheckpointNotFound``, ``PolicyNotFound`` (also ``KeyError``)
 - ``AutovibeInvalid``: ``InvalidCheckpointRequest`` (also ``ValueError``)
-- ``AutovibeConflict``: ``CheckpointExists``, ``RestoreNeedsDiscard``, ``CheckpointProtected``,
+- ``AutovibeConflict``: ``CheckpointExists``, ``RestoreNeedsDiscard``, ``BranchNotPossible``,
+  ``CheckpointProtected``,
   ``PolicyInUse``, ``MachineMissingInPve``
 """
 
@@ -35,6 +36,10 @@ class CheckpointExists(AutovibeConflict):
 
 class RestoreNeedsDiscard(AutovibeConflict):
     """ZFS can only roll back to a disk's newest snapshot; newer checkpoints are in the way."""
+
+
+class BranchNotPossible(AutovibeConflict):
+    """The checkpoint's storage cannot be cloned from (PVE's ZFS has no full clone from a snapshot)."""
 
 
 class CheckpointProtected(AutovibeConflict):

@@ -25,7 +25,7 @@ from autovibe.checkpoints.retention import RetentionPolicy, plan
 from autovibe.checkpoints.service import Target, drop_mark, read_tree, targets
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.errors import ProjectNotFound
-from autovibe.machines.scheduler import is_lock_conflict
+from autovibe.machines.scheduler import is_lock_conflict, lock_reason
 from autovibe.machines.service import find
 from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
@@ -172,6 +172,7 @@ async def _sweep_machine(sweep: _Sweep, machine: dict[str, Any], lock_wait_s: fl
     waited, delay = 0.0, deps.gate.limits.lock_retry_s
     while queue:
         retry: list[str] = []
+        reason = "locked"
         for name in queue:
             key = f"{machine['vmid']}/{name}"
             if _pinned_now(deps, machine["machine_id"], name):
@@ -182,6 +183,7 @@ async def _sweep_machine(sweep: _Sweep, machine: dict[str, Any], lock_wait_s: fl
             except PveError as exc:
                 if is_lock_conflict(exc):
                     retry.append(name)
+                    reason = lock_reason(exc)
                 elif "does not exist" in str(exc):
                     sweep.record(key, "removed")  # someone else deleted it meanwhile
                 else:
@@ -193,13 +195,11 @@ async def _sweep_machine(sweep: _Sweep, machine: dict[str, Any], lock_wait_s: fl
         pause = delay * (0.5 + deps.gate.rng.random())
         if queue and waited + pause > lock_wait_s:
             for name in queue:
-                sweep.record(f"{machine['vmid']}/{name}", "deferred", "the VM stayed locked")
+                sweep.record(f"{machine['vmid']}/{name}", "deferred", f"{reason} until the wait ran out")
             return
         if queue:
             if deps.gate.on_wait is not None:
-                deps.gate.on_wait(
-                    f"delete {len(queue)} checkpoint(s) of VM {machine['vmid']}", "locked", pause
-                )
+                deps.gate.on_wait(f"delete {len(queue)} checkpoint(s) of VM {machine['vmid']}", reason, pause)
             await deps.gate.sleep(pause)
             waited += pause
             delay = min(delay * 2, 8.0)

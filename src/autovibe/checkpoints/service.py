@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from autovibe.checkpoints.errors import (
+    BranchNotPossible,
     CheckpointExists,
     CheckpointNotFound,
     CheckpointProtected,
@@ -50,6 +51,8 @@ from autovibe.store.tables import CheckpointMark, Machine
 Ctx = OpContext[MachineDeps]
 # Storage types whose snapshots roll back only to the newest one (PVE's volume_rollback_is_possible).
 NEWEST_ONLY_STORAGE = frozenset({"zfspool", "zfs"})
+# Storage types whose `copy` feature lacks snapshots: PVE cannot full-clone from them (no branch).
+NO_COPY_FROM_SNAPSHOT = frozenset({"zfspool", "zfs"})
 _DISK_KEY_PREFIXES = ("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate")
 
 
@@ -329,14 +332,17 @@ async def rollback_blockers(deps: MachineDeps, target: Target, tree: CheckpointT
     """Newer checkpoints that stop a rollback to ``name``: only on storage that rolls back to the
     newest snapshot alone (ZFS). Names newest first; empty when the rollback is possible as is."""
     newer = tree.newer_than(name)
-    if not newer:
+    if not newer or not await _storage_types(deps, target, name) & NEWEST_ONLY_STORAGE:
         return []
+    return [c.name for c in newer]
+
+
+async def _storage_types(deps: MachineDeps, target: Target, name: str) -> set[str]:
+    """The storage types (zfspool, lvmthin, rbd...) holding the disks of checkpoint ``name``."""
     config = await deps.pve.get(f"{target.path}/snapshot/{name}/config")
     storages = {_disk_storage(str(v)) for k, v in config.items() if _is_disk(k, str(v))} - {None}
     types = {str(s["storage"]): str(s.get("type", "")) for s in await deps.pve.get("/storage")}
-    if not any(types.get(str(s)) in NEWEST_ONLY_STORAGE for s in storages):
-        return []
-    return [c.name for c in newer]
+    return {types.get(str(s), "") for s in storages}
 
 
 def _is_disk(key: str, value: str) -> bool:
@@ -369,8 +375,9 @@ async def restore(
         raise RestoreNeedsDiscard(
             f"cannot restore '{name}' on machine '{target.name}': its disks are on ZFS, which rolls back "
             f"only to the newest snapshot, and {len(blockers)} newer checkpoint(s) exist ({listed})",
-            hint=f"add --discard-newer to delete them first (high risk: they are gone for good), or keep "
-            f"them and run `autovibe checkpoint branch {target.name} {name} --as NEW-NAME`",
+            hint="add --discard-newer to delete them first (high risk: they are gone for good); to keep "
+            "them, move the machine's disks to storage that rolls back to any snapshot (LVM-thin, Ceph "
+            "RBD) first, since PVE cannot branch from a ZFS snapshot either",
         )
     protected = [c for c in (current.get(n) for n in blockers) if c is not None and (c.pinned or c.branches)]
     if protected:
@@ -436,6 +443,13 @@ async def branch(
         raise InvalidCheckpointRequest(f"--as: {exc}") from None
     target = await locate(deps, ref)
     checkpoint = _require(await read_tree(deps, target), name)
+    if await _storage_types(deps, target, name) & NO_COPY_FROM_SNAPSHOT:
+        raise BranchNotPossible(
+            f"cannot branch from checkpoint '{name}' of machine '{target.name}': its disks are on ZFS, "
+            "and PVE cannot full-clone from a ZFS snapshot",
+            hint=f"restore it instead (`autovibe checkpoint restore {target.name} {name}`), or move the "
+            "machine's disks to LVM-thin or Ceph RBD storage for future branches",
+        )
     with deps.db.session() as session:
         if repo.machine_by_name(session, new_name) is not None:
             raise MachineNameTaken(f"a machine named '{new_name}' already exists", hint="choose another name")

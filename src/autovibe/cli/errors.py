@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import typer
 
-from autovibe.errors import AutovibeDenied, AutovibeError, AutovibeInvalid, AutovibeNotFound
+from autovibe.errors import (
+    AutovibeConflict,
+    AutovibeDenied,
+    AutovibeError,
+    AutovibeInvalid,
+    AutovibeNotFound,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,6 +31,9 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (AutovibeInvalid, EXIT_USAGE),
     (AutovibeDenied, EXIT_DENIED),
     (AutovibeNotFound, EXIT_NOT_FOUND),
+    # The target's state refuses the action (locked, ZFS needs --discard-newer, pinned): the request was
+    # well formed, so it is a failed operation, not a usage error.
+    (AutovibeConflict, EXIT_FAILED),
     (AutovibeError, EXIT_FAILED),  # PveError, PveTaskFailed, AutovibeConflict, AutovibeUnavailable...
 )
 

@@ -44,6 +44,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "machine": LazyCommand(
         "autovibe.cli.commands.machine", "Deploy, list, power and delete machines (one or a fleet)."
     ),
+    "checkpoint": LazyCommand(
+        "autovibe.cli.commands.checkpoint",
+        "Checkpoints: snapshots with RAM, as a tree; restore, branch, prune.",
+    ),
     "ops": LazyCommand(
         "autovibe.cli.commands.ops", "Journaled operations: list, show, resume after a crash."
     ),

@@ -77,6 +77,7 @@ class Output:
         self.is_terminal = stdout.isatty() if terminal is None else terminal
         self._console: Console | None = None
         self._err_console: Console | None = None
+        self._live: Progress | None = None  # the progress bar being drawn, if any
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _rich(self) -> Console:
@@ -85,6 +86,13 @@ class Output:
 
             self._console = Console(file=self.stdout, highlight=False)
         return self._console
+
+    def _stderr_rich(self) -> Console:
+        if self._err_console is None:
+            from rich.console import Console
+
+            self._err_console = Console(file=self.stderr, highlight=False)
+        return self._err_console
 
     def _write(self, text: str = "") -> None:
         self.stdout.write(text + "\n")
@@ -169,7 +177,11 @@ class Output:
                 console=self._rich(),
             ) as bar:
                 task = bar.add_task(_escape(label), total=None, note="")
-                yield ProgressBar(bar, task)
+                self._live = bar
+                try:
+                    yield ProgressBar(bar, task)
+                finally:
+                    self._live = None
                 bar.update(task, total=1, completed=1)
             return
         try:
@@ -179,16 +191,25 @@ class Output:
             raise
         self._write(f"{label} ... done in {time.monotonic() - started:.1f} s")
 
+    def note(self, text: str) -> None:
+        """A remark while work goes on ("waiting: VM 100 is locked..."), on stderr so that stdout stays
+        one JSON document with ``--json``. While a progress bar is drawn on the terminal, it is printed
+        above the bar instead (writing around a live display would garble it)."""
+        if self._live is not None:
+            self._live.console.print(f"[yellow]{_escape(text)}[/]", soft_wrap=True)
+        elif self.stderr.isatty():
+            self._stderr_rich().print(f"[yellow]{_escape(text)}[/]", soft_wrap=True)
+        else:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+
     def error(self, message: str, hint: str | None = None) -> None:
         """One ``error:`` line on stderr, and a ``hint:`` line when there is something to do."""
         if self.stderr.isatty():
-            from rich.console import Console
-
-            if self._err_console is None:
-                self._err_console = Console(file=self.stderr, highlight=False)
-            self._err_console.print(f"[bold red]error:[/] {_escape(message)}")
+            console = self._stderr_rich()
+            console.print(f"[bold red]error:[/] {_escape(message)}")
             if hint:
-                self._err_console.print(f"[dim]hint:[/] {_escape(hint)}")
+                console.print(f"[dim]hint:[/] {_escape(hint)}")
             return
         self.stderr.write(f"error: {message}\n")
         if hint:
@@ -326,6 +347,10 @@ def checks(lines: Sequence[CheckLine]) -> None:
 def progress(label: str) -> AbstractContextManager[ProgressBar]:
     """Context manager yielding a :class:`ProgressBar`; see :meth:`Output.progress`."""
     return output().progress(label)
+
+
+def note(text: str) -> None:
+    output().note(text)
 
 
 def error(message: str, hint: str | None = None) -> None:

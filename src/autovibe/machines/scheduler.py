@@ -32,6 +32,7 @@ T = TypeVar("T")
 _log = structlog.get_logger("autovibe.machines")
 # PVE's words for "someone else holds this VM right now": the config lock and the file lock.
 _LOCKED_RE = re.compile(r"VM is locked \(|CT is locked \(|can't lock file")
+_LOCK_WORDS_RE = re.compile(r"(?:VM|CT) is locked \([^)]*\)|can't lock file '[^']*'")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class TaskLimits:
 
 
 DEFAULT_LIMITS = TaskLimits()
+
+
+def lock_reason(exc: BaseException) -> str:
+    """PVE's own words for a lock (``VM is locked (backup)``), without the task or request around them."""
+    text = str(exc)
+    found = _LOCK_WORDS_RE.search(text)
+    return found.group(0) if found else (text.splitlines() or [""])[0]
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
@@ -97,7 +105,7 @@ class TaskGate:
                 pause = delay * (0.5 + self.rng.random())
                 if not is_lock_conflict(exc) or waited + pause > self.limits.lock_deadline_s:
                     raise
-                reason = str(exc)
+                reason = lock_reason(exc)
             _log.info("waiting for a locked VM", action=what, reason=reason, retry_in_s=round(pause, 2))
             if self.on_wait is not None:
                 self.on_wait(what, reason, pause)

@@ -8,6 +8,7 @@ import pytest
 
 from autovibe.checkpoints import service as checkpoints
 from autovibe.checkpoints.errors import (
+    BranchNotPossible,
     CheckpointExists,
     CheckpointNotFound,
     CheckpointProtected,
@@ -99,6 +100,9 @@ async def test_zfs_restore_to_an_older_checkpoint_needs_discard(deps: MachineDep
 
     assert restored.discarded == ("s3", "s2")
     assert [c.name for c in (await checkpoints.tree(deps, "agent")).checkpoints] == ["s1"]
+    with pytest.raises(BranchNotPossible, match="cannot full-clone from a ZFS snapshot"):
+        await checkpoints.branch(deps, "agent", "s1", new_name="agent-b", actor="tester")
+    assert [m.name for m in await machines.list_machines(deps)] == ["agent"]
 
 
 async def test_refusals_touch_nothing(deps: MachineDeps, profiles: Any) -> None:

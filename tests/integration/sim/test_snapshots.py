@@ -117,3 +117,12 @@ async def test_clone_from_a_snapshot_takes_its_config_but_never_its_ram(driver: 
     assert (await driver.call("GET", "/nodes/pve1/qemu/200/snapshot")) == [
         {"name": "current", "digest": config["digest"], "running": 0, "description": "You are here!"}
     ]
+
+
+async def test_zfs_snapshots_cannot_be_full_cloned(driver: SimDriver) -> None:
+    """ZFSPoolPlugin's `copy` feature has no `snap`: PVE refuses before forking a worker."""
+    await driver.clone(100, full=True, storage="local-zfs")
+    await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot", snapname="first")
+    refused = await driver.request("POST", "/nodes/pve1/qemu/100/clone", newid=200, snapname="first", full=1)
+    assert refused.status_code == 500 and "Full clone feature is not available" in refused.text
+    await driver.clone(201, source=100, full=True)  # the current state still clones

@@ -2,7 +2,9 @@
 
 It never touches a real cluster nor the user's persisted simulated one (``composition.open_sandbox``).
 The first part drives single guests with ``autovibe.cluster.guests``; the machines part deploys a fleet
-into a project through the machines services, with a throwaway SQLite store in a temporary directory.
+into a project through the machines services, with a throwaway SQLite store in a temporary directory;
+the checkpoints part checkpoints one of those machines, restores it, grows a branch point in its
+checkpoint tree and branches a new machine from a checkpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def demo(
     ] = None,
 ) -> None:
     """Clone a VM from a template, configure, start, snapshot with RAM, roll back and clean up; then
-    deploy a fleet into a project, delete a machine and read the journal, all on a throwaway cluster."""
+    deploy a fleet into a project, delete a machine and read the journal; then checkpoint a machine,
+    restore it, grow a checkpoint tree and branch a new machine from it, all on a throwaway cluster."""
     settings = load_cli_settings(ctx)
     if speed is not None:
         settings = settings.model_copy(update={"sim_speed": speed})
@@ -132,12 +135,15 @@ async def _machines(connection: Connection, settings: Settings) -> None:
     with tempfile.TemporaryDirectory(prefix="autovibe-demo-") as scratch:
         db = open_store(settings.model_copy(update={"data_dir": Path(scratch), "database_url": None}))
         try:
-            await _fleet(machine_deps(settings, connection.pve, db))
+            deps = machine_deps(settings, connection.pve, db)
+            machine = await _fleet(deps)
+            await _checkpoints(deps, machine)
         finally:
             db.dispose()
 
 
-async def _fleet(deps: MachineDeps) -> None:
+async def _fleet(deps: MachineDeps) -> str:
+    """Deploy the fleet, delete one machine, show the journal; returns a machine still running."""
     from autovibe.cli.fleet_progress import FleetDisplay, outcomes_table, run_fleet
     from autovibe.composition import LOCAL_ACTOR
     from autovibe.machines import projects
@@ -167,6 +173,51 @@ async def _fleet(deps: MachineDeps) -> None:
     render.table(machines_table(await machines.list_machines(deps, project=PROJECT)))
     render.step(10, "The operations journal: every step of every operation, so a crash can be resumed")
     render.table(operations_table(Journal(deps.db).recent()))
+    return outcomes[0].name
+
+
+async def _checkpoints(deps: MachineDeps, machine: str) -> None:
+    """Checkpoint a running machine with RAM, change it, restore it, grow a branch point, branch."""
+    from autovibe.checkpoints import service as checkpoints
+    from autovibe.composition import LOCAL_ACTOR
+    from autovibe.machines import service as machines
+
+    from .checkpoint import changes_table, tree_view
+    from .machine import show_machine
+
+    render.step(11, f"Checkpoint '{machine}' while it runs, RAM included")
+    with render.progress(f"checkpoint 'base' of {machine}"):
+        await checkpoints.create(deps, machine, "base", description="as deployed", actor=LOCAL_ACTOR)
+    target = await checkpoints.locate(deps, machine)
+    render.step(12, "Change it (4 cores), checkpoint that as 'tuned' (disks only), and see what changed")
+    await deps.pve.put(f"{target.path}/config", cores=4)
+    with render.progress(f"checkpoint 'tuned' of {machine}"):
+        await checkpoints.create(deps, machine, "tuned", ram=False, actor=LOCAL_ACTOR)
+    render.table(changes_table(await checkpoints.show(deps, machine, "base")))
+    render.step(13, "Restore 'base': disks, config and RAM come back, so it resumes running as it was")
+    with render.progress(f"restore {machine} to 'base'"):
+        restored = await checkpoints.restore(deps, machine, "base", actor=LOCAL_ACTOR)
+    cores = (await deps.pve.get(f"{target.path}/config")).get("cores")
+    render.line(f"'{machine}' is {restored.status} again, with {cores} cores")
+    render.step(14, "Checkpoint again from there: 'base' now has two children, a branch point in the tree")
+    with render.progress(f"checkpoint 'retry' of {machine}"):
+        await checkpoints.create(deps, machine, "retry", ram=False, actor=LOCAL_ACTOR)
+    render.step(
+        15, "Branch 'tuned' into a new machine: PVE clones its disk state, not its RAM (it boots fresh)"
+    )
+    child = f"{machine}-tuned"
+    with render.progress(f"branch {machine} at 'tuned' into {child}") as bar:
+        await checkpoints.branch(
+            deps,
+            machine,
+            "tuned",
+            new_name=child,
+            actor=LOCAL_ACTOR,
+            progress=lambda step, index, total: bar.update(index / total if total else 1.0, step),
+        )
+    show_machine(await machines.show(deps, child))
+    render.line()
+    render.tree(*tree_view(await checkpoints.tree(deps, machine)))
 
 
 def _follow(bar: render.ProgressBar) -> Callable[[TaskStatus], None]:
@@ -195,13 +246,15 @@ def _snapshot_label(node: SnapshotNode) -> str:
 
 
 def _what_next() -> None:
-    render.step(11, "What to try next")
+    render.step(16, "What to try next")
     for text in (
         "autovibe cluster status        your own simulated cluster (kept between runs)",
         "autovibe doctor                check a cluster: reachability, TLS, auth, clocks, privileges",
         "autovibe sim serve --tls       serve the simulator over HTTPS for any PVE client",
         "autovibe project create alpha  then: autovibe machine create --profile claude_code "
         "--project alpha --count 5",
+        "autovibe checkpoint create claude-code-1 before-upgrade   then: autovibe checkpoint list "
+        "claude-code-1",
         "",
         "then, with the API token and certificate that `sim serve --tls` prints:",
         "  from proxmoxer import ProxmoxAPI",

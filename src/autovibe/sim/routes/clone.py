@@ -79,6 +79,11 @@ def _source_config(source: Guest, snapname: str | None) -> dict[str, str]:
     return dict(source.snapshots[snapname])
 
 
+# Storage types whose `copy` feature lacks `snap`: PVE cannot full-clone from their snapshots
+# (ZFSPoolPlugin volume_has_feature: copy => { base, current }).
+NO_COPY_FROM_SNAPSHOT = frozenset({"zfspool"})
+
+
 def _check_disks(
     cluster: Cluster, disks: dict[str, str], *, full: bool, target: str | None, snapname: str | None
 ) -> None:
@@ -89,6 +94,8 @@ def _check_disks(
         is_base = volid.split(":", 1)[1].split("/")[-1].startswith("base-")
         if not full and not is_base:
             raise runtime_error(f"Linked clone feature is not supported for '{volid}' ({key})")
+        if full and snapname is not None and cluster.storages[volume.storage].type in NO_COPY_FROM_SNAPSHOT:
+            raise runtime_error("Full clone feature is not available")
         if target is not None and not cluster.storages[volume.storage].shared:
             raise runtime_error(f"can't clone VM to node '{target}' (VM uses local storage)")
 
