@@ -125,7 +125,7 @@ def prune(
             }
         )
     else:
-        _show_prune(result, dry_run=dry_run)
+        show_prune(result, dry_run=dry_run)
     if result.count("failed"):
         raise typer.Exit(1)
 
@@ -151,7 +151,7 @@ async def _prune(
         return await pruning.apply(deps, plans, actor=LOCAL_ACTOR, lock_wait_s=lock_wait)
 
 
-def _show_prune(result: PruneResult, *, dry_run: bool) -> None:
+def show_prune(result: PruneResult, *, dry_run: bool) -> None:
     rows = []
     for plan in result.plans:
         if plan.skipped:

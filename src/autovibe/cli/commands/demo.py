@@ -178,11 +178,14 @@ async def _fleet(deps: MachineDeps) -> str:
 
 async def _checkpoints(deps: MachineDeps, machine: str) -> None:
     """Checkpoint a running machine with RAM, change it, restore it, grow a branch point, branch."""
+    from autovibe.checkpoints import prune
     from autovibe.checkpoints import service as checkpoints
+    from autovibe.checkpoints.retention import RetentionPolicy
     from autovibe.composition import LOCAL_ACTOR
     from autovibe.machines import service as machines
 
     from .checkpoint import changes_table, tree_view
+    from .checkpoint_retention import show_prune
     from .machine import show_machine
 
     render.step(11, f"Checkpoint '{machine}' while it runs, RAM included")
@@ -218,6 +221,9 @@ async def _checkpoints(deps: MachineDeps, machine: str) -> None:
     show_machine(await machines.show(deps, child))
     render.line()
     render.tree(*tree_view(await checkpoints.tree(deps, machine)))
+    render.step(16, "Retention, restic's rules: what `prune --keep-last 1` would do (a dry run)")
+    plans = await prune.plan_prune(deps, machine=machine, override=RetentionPolicy(last=1))
+    show_prune(prune.PruneResult(tuple(plans), None), dry_run=True)
 
 
 def _follow(bar: render.ProgressBar) -> Callable[[TaskStatus], None]:
@@ -246,7 +252,7 @@ def _snapshot_label(node: SnapshotNode) -> str:
 
 
 def _what_next() -> None:
-    render.step(16, "What to try next")
+    render.step(17, "What to try next")
     for text in (
         "autovibe cluster status        your own simulated cluster (kept between runs)",
         "autovibe doctor                check a cluster: reachability, TLS, auth, clocks, privileges",
@@ -255,6 +261,8 @@ def _what_next() -> None:
         "--project alpha --count 5",
         "autovibe checkpoint create claude-code-1 before-upgrade   then: autovibe checkpoint list "
         "claude-code-1",
+        "autovibe checkpoint policy set gfs --keep-last 3 --keep-daily 7   then: policy attach gfs "
+        "--project alpha; checkpoint prune --project alpha --dry-run",
         "",
         "then, with the API token and certificate that `sim serve --tls` prints:",
         "  from proxmoxer import ProxmoxAPI",
