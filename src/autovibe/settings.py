@@ -110,6 +110,30 @@ def normalize_fingerprint(value: str) -> str:
     return ":".join(upper[i : i + 2] for i in range(0, 64, 2))
 
 
+class UsageSettings(BaseModel):
+    """Usage sampling and alerts (``AUTOVIBE_USAGE__MAX_GAP_S=600``; ``[usage]`` in the config file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Samples further apart than this are a gap: rates are not interpolated across it.
+    max_gap_s: float = Field(default=300.0, ge=10, le=86400)
+    # Raw samples are kept this long (sparklines, idle detection); usage itself is kept hourly.
+    raw_retention_h: float = Field(default=48.0, ge=1, le=24 * 90)
+    # Storage sizes need one content listing per storage, so they are measured less often.
+    storage_every_s: float = Field(default=3600.0, ge=60, le=7 * 86400)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> UsageSettings:
+        if self.webhook_url is not None:
+            if not self.webhook_url.startswith(("https://", "http://")):
+                raise ValueError("usage.webhook_url must be an http(s) URL")
+            if self.webhook_secret is None:
+                raise ValueError("usage.webhook_url needs usage.webhook_secret to sign its alerts")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything autovibe needs to reach PVE and store its own data.
 
@@ -151,6 +175,7 @@ class Settings(BaseSettings):
     # In-flight PVE tasks autovibe allows itself per node (PVE's own worker limit is 4) and per template.
     tasks_per_node: int = Field(default=4, ge=1, le=64)
     tasks_per_template: int = Field(default=14, ge=1, le=256)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
 
     @property
     def store_url(self) -> str:

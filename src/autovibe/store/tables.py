@@ -11,9 +11,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -185,3 +187,130 @@ class CheckpointSchedule(Base):
     prune: Mapped[bool] = mapped_column(Boolean, default=True)  # apply the retention policy afterwards
     last_run_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- usage ---------------------------------------------------------------------------------------
+# Usage outlives machines (a deleted machine's hours still count against its project's quota), so
+# usage rows name their machine and carry a ``series`` key (the deploy's operation id) instead of a
+# foreign key to it.
+
+
+class UsageSeries(Base):
+    """One machine's sampling state: its last sample, which the next one is integrated against."""
+
+    __tablename__ = "usage_series"
+
+    series: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    machine: Mapped[str] = mapped_column(String(63))
+    vmid: Mapped[int] = mapped_column(Integer)
+    last: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the last accounting Sample, as JSON
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    storage_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UsageSample(Base):
+    """A raw sample, kept ``usage.raw_retention_h`` (sparklines, idle detection, limits)."""
+
+    __tablename__ = "usage_samples"
+    __table_args__ = (UniqueConstraint("series", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series: Mapped[str] = mapped_column(String(64), index=True)
+    taken_at: Mapped[datetime] = mapped_column(index=True)
+    running: Mapped[bool] = mapped_column(Boolean)
+    cpu: Mapped[float] = mapped_column(Float)
+    maxcpu: Mapped[float] = mapped_column(Float)
+    mem: Mapped[int] = mapped_column(BigInteger)
+    maxmem: Mapped[int] = mapped_column(BigInteger)
+    netin: Mapped[int] = mapped_column(BigInteger)
+    netout: Mapped[int] = mapped_column(BigInteger)
+    diskread: Mapped[int] = mapped_column(BigInteger)
+    diskwrite: Mapped[int] = mapped_column(BigInteger)
+    uptime: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageHourly(Base):
+    """Integrated usage of one machine in one UTC hour; what quotas and reports add up."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (UniqueConstraint("series", "hour"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    machine: Mapped[str] = mapped_column(String(63))
+    hour: Mapped[datetime] = mapped_column(index=True)
+    cpu_core_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    mem_gib_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    net_in_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    net_out_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    disk_read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    disk_write_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    covered_s: Mapped[float] = mapped_column(Float, default=0.0)
+    gap_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class MachineLimits(Base):
+    """Per-machine limits; ``None`` means no limit. Idle auto-stop needs both idle fields."""
+
+    __tablename__ = "machine_limits"
+
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id", ondelete="CASCADE"), primary_key=True)
+    max_cpu_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    max_mem_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    max_uptime_s: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    idle_cpu_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    idle_for_s: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class LimitViolation(Base):
+    """A limit a machine went over: open (``ended_at`` None) while it lasts."""
+
+    __tablename__ = "limit_violations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # cpu | mem | uptime
+    limit: Mapped[float] = mapped_column(Float)
+    peak: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProjectQuota(Base):
+    """A cap on one usage figure of a project over a period (``day``, ``week``, ``month``; UTC)."""
+
+    __tablename__ = "project_quotas"
+    __table_args__ = (UniqueConstraint("project_id", "metric"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(String(32))
+    limit: Mapped[float] = mapped_column(Float)
+    period: Mapped[str] = mapped_column(String(8))
+
+
+class ProjectEnforcement(Base):
+    """Where graduated enforcement stands for a project: ok, warn, throttle or emergency."""
+
+    __tablename__ = "project_enforcement"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column()
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class EnforcementEvent(Base):
+    """Every enforcement decision and action (warnings, throttles, stops, lifts, idle stops)."""
+
+    __tablename__ = "enforcement_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    operation_id: Mapped[str | None] = mapped_column(String(36), default=None)

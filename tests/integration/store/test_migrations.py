@@ -17,6 +17,8 @@ from autovibe.store.tables import Base, Project
 TABLES = {
     "projects", "machines", "operations", "operation_steps",
     "retention_policies", "checkpoint_marks", "checkpoint_schedules",
+    "usage_series", "usage_samples", "usage_hourly", "machine_limits", "limit_violations", "project_quotas",
+    "project_enforcement", "enforcement_events",
 }  # fmt: skip
 WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
 
