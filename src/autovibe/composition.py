@@ -14,11 +14,11 @@ share one simulated cluster. The simulator is imported only on that path.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autovibe.errors import AutovibeUnavailable
 from autovibe.pve import PasswordAuth, PveAuth, PveClient, PveTimeouts, TlsTrust, TokenAuth
@@ -209,8 +209,22 @@ async def open_machines(settings: Settings) -> AsyncIterator[MachineDeps]:
 
 def machine_deps(settings: Settings, pve: PveClient, db: Database) -> MachineDeps:
     """Machine collaborators on an existing client and store (the demo's sandbox uses this too)."""
-    from autovibe.machines.deploy import MachineDeps
+    from autovibe.machines.deploy import DeployHooks, MachineDeps
     from autovibe.machines.scheduler import TaskGate, TaskLimits
 
     limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
-    return MachineDeps(pve=pve, db=db, gate=TaskGate(limits=limits))
+    return MachineDeps(
+        pve=pve, db=db, gate=TaskGate(limits=limits), hooks=DeployHooks(check_quota=_quota_guard(db))
+    )
+
+
+def _quota_guard(db: Database) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
+    """The deploy saga's quota step: a project 10% or more over a quota gets no new machines."""
+    from datetime import UTC, datetime
+
+    from autovibe.usage.quotas import check_create
+
+    async def guard(params: Mapping[str, Any]) -> None:
+        check_create(db, str(params["project"]), now=datetime.now(UTC))
+
+    return guard

@@ -112,6 +112,7 @@ async def deploy(
     Setting ``stop`` (first Ctrl-C) stops *starting* machines; those in flight run to their end.
     """
     spec = resolved_spec(request, get_profile(profiles, request.profile))
+    await deps.hooks.check_quota({"project": spec.project})  # refuse up front, before any operation
     runner = Runner(Journal(deps.db), deps)
 
     async def one(params: dict[str, Any]) -> DeployOutcome:

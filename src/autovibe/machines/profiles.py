@@ -52,7 +52,8 @@ def _check_storage(storage: str | None) -> str | None:
 class Profile(BaseModel):
     """A kind of machine. Sizes in PVE's units (memory MiB, disk GiB); ``storage`` ``None`` means
     "the template's storage"; ``full_clone`` ``False`` makes linked clones (fast, tied to the template).
-    ``checkpoint_before_expiry`` asks for a checkpoint before a machine's ttl runs out.
+    ``checkpoint_before_expiry`` asks for a checkpoint before a machine's ttl runs out, and
+    ``checkpoint_before_idle_stop`` for one before an idle machine is stopped.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
@@ -65,6 +66,7 @@ class Profile(BaseModel):
     network_profile: Slug
     tags: Annotated[tuple[str, ...], AfterValidator(_check_tags)] = ()
     checkpoint_before_expiry: bool = False
+    checkpoint_before_idle_stop: bool = False
     full_clone: bool = True
     storage: Annotated[str | None, AfterValidator(_check_storage)] = None
     description: str = Field(default="", max_length=1024)

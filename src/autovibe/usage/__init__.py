@@ -1,0 +1,1 @@
+"""Usage accounting, quotas and the alerts they raise."""
