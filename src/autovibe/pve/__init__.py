@@ -10,7 +10,7 @@ Services import from here, never from httpx::
 """
 
 from autovibe.pve.auth import PasswordAuth, PveAuth, TokenAuth
-from autovibe.pve.client import PveClient
+from autovibe.pve.client import PveClient, RequestObservation
 from autovibe.pve.config import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
@@ -74,6 +74,7 @@ __all__ = [
     "PveTlsError",
     "PveTransportError",
     "PveVersion",
+    "RequestObservation",
     "Retry",
     "TaskLogLine",
     "TaskStatus",

@@ -13,6 +13,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,7 +46,7 @@ from autovibe.pve.tasks import LOG_TAIL_LINES, TaskLogLine, TaskStatus, Upid, wa
 from autovibe.pve.tls import resolve_verify
 from autovibe.pve.wire import Envelope, FormValue, encode_params, node_of_path, unwrap_envelope
 
-__all__ = ["API_PREFIX", "PveClient", "translate_errors"]
+__all__ = ["API_PREFIX", "PveClient", "RequestObservation", "translate_errors"]
 
 API_PREFIX = "/api2/json"
 
@@ -54,6 +55,37 @@ API_PREFIX = "/api2/json"
 _KEEPALIVE_EXPIRY = 4.0
 _log = structlog.get_logger("autovibe.pve")
 _TLS_HINT = "trust the host with its CA bundle or its pinned certificate fingerprint (pvenode cert info)"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestObservation:
+    """One HTTP attempt the client made, as handed to ``PveClient``'s ``observer``.
+
+    Every attempt is reported: each retry of a GET, the ticket login, the repeat after a rejected
+    ticket. ``path`` is the API path after ``/api2/json`` without parameters, as the caller wrote it
+    (node names, VMIDs and UPIDs included). ``status`` is the HTTP status, or None when no answer
+    came back. ``error`` is None for a 1xx-3xx answer, ``"http"`` for a 4xx/5xx answer, and for no
+    answer the transport failure: ``"timeout"``, ``"connect"``, ``"tls"``, ``"protocol"`` or
+    ``"transport"``. ``elapsed_s`` runs from sending the request to the whole answer (or the failure).
+    """
+
+    method: str
+    path: str
+    status: int | None
+    elapsed_s: float
+    error: str | None
+
+
+def _transport_kind(exc: PveTransportError) -> str:
+    if isinstance(exc, PveTimeout):
+        return "timeout"
+    if isinstance(exc, PveTlsError):
+        return "tls"
+    if isinstance(exc, PveConnectError):
+        return "connect"
+    if isinstance(exc, PveProtocolError):
+        return "protocol"
+    return "transport"
 
 
 @contextlib.contextmanager
@@ -107,6 +139,9 @@ class PveClient:
     GETs are retried per ``retry``; other methods never are. ``transport`` replaces the network
     (``httpx.ASGITransport`` for the simulator, ``httpx.MockTransport`` in tests); TLS settings
     then do not apply. ``sleep`` and ``clock`` are injectable so tests need not wait.
+    ``observer`` is called with a ``RequestObservation`` after every HTTP attempt, on the event
+    loop, so it must be quick (update a metric); if it raises, the error is logged and the request
+    goes on as if nothing happened.
     """
 
     def __init__(
@@ -121,6 +156,7 @@ class PveClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        observer: Callable[[RequestObservation], None] | None = None,
     ) -> None:
         root = base_url.rstrip("/").removesuffix(API_PREFIX)
         try:
@@ -145,6 +181,7 @@ class PveClient:
         self._transport = transport
         self._sleep = sleep
         self._clock = clock
+        self._observer = observer
         self._http: httpx.AsyncClient | None = None
         self._build_lock = asyncio.Lock()
         self._closed = False
@@ -341,18 +378,33 @@ class PveClient:
         params: Mapping[str, FormValue],
         headers: Mapping[str, str],
     ) -> httpx.Response:
-        with translate_errors(method, path):
-            if method in ("GET", "DELETE"):
-                request = http.build_request(method, path, params=params, headers=headers)
-            else:
-                request = http.build_request(method, path, data=params, headers=headers)
-            started = time.perf_counter()
-            response = await http.send(request)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        started = time.perf_counter()
+        try:
+            with translate_errors(method, path):
+                if method in ("GET", "DELETE"):
+                    request = http.build_request(method, path, params=params, headers=headers)
+                else:
+                    request = http.build_request(method, path, data=params, headers=headers)
+                response = await http.send(request)
+        except PveTransportError as exc:
+            self._observe(method, path, None, time.perf_counter() - started, _transport_kind(exc))
+            raise
+        elapsed = time.perf_counter() - started
+        status = response.status_code
         _log.debug(
-            "pve.response", method=method, path=path, status=response.status_code, elapsed_ms=elapsed_ms
+            "pve.response", method=method, path=path, status=status, elapsed_ms=round(elapsed * 1000, 1)
         )
+        self._observe(method, path, status, elapsed, "http" if status >= 400 else None)
         return response
+
+    def _observe(self, method: str, path: str, status: int | None, elapsed: float, error: str | None) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(RequestObservation(method, path, status, elapsed, error))
+        except Exception:
+            # Metrics must never break a request; the traceback names the faulty observer.
+            _log.warning("pve.observer_failed", method=method, path=path, exc_info=True)
 
     async def _http_client(self, method: str, path: str) -> httpx.AsyncClient:
         if self._closed:
