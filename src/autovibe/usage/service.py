@@ -15,19 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from autovibe.machines import service as machines
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.errors import ProjectNotFound
 from autovibe.machines.profiles import Profile
 from autovibe.settings import UsageSettings
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
-from autovibe.store.tables import Project, UsageHourly, UsageSeries
+from autovibe.store.tables import Operation, Project, UsageHourly, UsageSeries
 from autovibe.usage import enforce, limits, sampler
 from autovibe.usage.alerts import Alert, Dispatcher
-from autovibe.usage.quotas import GIB, storage_gib
+from autovibe.usage.metrics import ProjectFigures
+from autovibe.usage.quotas import GIB, period_start, status, storage_gib, usage_since
 
 
 class TickReport(BaseModel):
@@ -169,3 +171,36 @@ def report(
 
 def _series_storage(session: Session) -> dict[str, float]:
     return {s.machine: (s.storage_bytes or 0) / GIB for s in session.scalars(select(UsageSeries))}
+
+
+# ---- metrics -------------------------------------------------------------------------------------
+async def metric_figures(
+    deps: MachineDeps,
+) -> tuple[list[ProjectFigures], dict[str, int], dict[tuple[str, str], int]]:
+    """What the Prometheus exposition shows: each project's figures this month (and over each quota's
+    own period), machines by live state (one cluster read), and operations by kind and outcome."""
+    now = deps.now()
+    month = period_start(now, "month")
+    projects = []
+    for current in status(deps.db, now=now):
+        with deps.db.session() as session:
+            figures = usage_since(session, current.project_id, month)
+        for quota in current.quotas:  # a quota's figure is over its own period
+            figures[quota.metric] = quota.usage
+        projects.append(
+            ProjectFigures(
+                project=current.project,
+                usage=figures,
+                quota={q.metric: q.limit for q in current.quotas},
+                level=current.level,
+            )
+        )
+    states: dict[str, int] = defaultdict(int)
+    for machine in await machines.list_machines(deps):
+        states[machine.status] += 1
+    with deps.db.session() as session:
+        rows = session.execute(
+            select(Operation.kind, Operation.status, func.count()).group_by(Operation.kind, Operation.status)
+        )
+        operations = {(str(kind), str(outcome)): int(count) for kind, outcome, count in rows}
+    return projects, dict(states), operations

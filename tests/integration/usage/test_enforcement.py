@@ -3,6 +3,7 @@ enforcement on a project with a runaway machine (warn -> throttle -> emergency s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from autovibe.sim.app import SimApp
 from autovibe.store.tables import EnforcementEvent, UsageSample
 from autovibe.usage import quotas, service
 from autovibe.usage.alerts import Alert, Dispatcher
+from autovibe.usage.metrics import DomainCollector, exposition, new_registry
+from tests.integration.usage.test_metrics import check_metrics
 
 PROFILES = load_profiles({})
 CONFIG = UsageSettings()
@@ -61,7 +64,7 @@ async def test_one_request_per_sample_and_usage_adds_up(guarded: MachineDeps, st
         await deploy(deps, name)
     inbox = Inbox()
     seen: list[RequestObservation] = []
-    deps.pve._observer = seen.append  # noqa: SLF001 - count this client's requests
+    deps.pve._observer = seen.append
     for index in range(61):
         seen.clear()
         report = await service.tick(deps, CONFIG, PROFILES, Dispatcher([inbox]), actor="hub")
@@ -74,6 +77,7 @@ async def test_one_request_per_sample_and_usage_adds_up(guarded: MachineDeps, st
             assert len(storage) == 7, paths
         stepped_sim.clock.advance(60)
     [a, b] = service.report(deps.db, since=deps.now().replace(hour=0), until=deps.now(), by="machine")
+    assert b.machine == "b"
     assert a.machine == "a" and a.cpu_core_hours > 0 and a.mem_gib_hours > 0 and a.net_in_gb > 0
     assert 0.99 < a.covered_h < 1.01 and a.gap_h == 0
     with deps.db.session() as session:
@@ -146,3 +150,32 @@ async def test_dry_run_decides_and_changes_nothing(guarded: MachineDeps, stepped
     assert {m.name: m.status for m in await machines.list_machines(deps)} == {"runaway": "running"}
     with deps.db.session() as session:
         assert session.query(EnforcementEvent).count() == 0
+
+
+async def test_metric_figures_from_the_store_pass_promtool(
+    guarded: MachineDeps, stepped_sim: SimApp, tmp_path: Path
+) -> None:
+    deps = guarded
+    vmid = await deploy(deps, "runaway")
+    await deploy(deps, "calm", critical="true")
+    stepped_sim.cluster.set_load(vmid, "runaway", stepped_sim.clock.now())
+    quotas.set_quota(deps.db, "alpha", "cpu_core_hours", 0.05, "day")
+    for _ in range(4):
+        await service.tick(deps, CONFIG, PROFILES, Dispatcher([]), actor="hub")
+        stepped_sim.clock.advance(60)
+
+    projects, states, operations = await service.metric_figures(deps)
+    registry = new_registry()
+    DomainCollector(registry).update(projects=projects, machines=states, operations=operations)
+    text = exposition(registry)
+
+    [alpha] = projects
+    assert alpha.level == "emergency" and alpha.quota == {"cpu_core_hours": 0.05}
+    assert alpha.usage["cpu_core_hours"] > 0.075
+    assert states == {"running": 1, "stopped": 1}
+    assert operations[("quota.emergency_stop", "completed")] == 1
+    assert b'autovibe_project_quota{metric="cpu_core_hours",project="alpha"} 0.05' in text
+    path = tmp_path / "metrics.prom"
+    path.write_bytes(text)
+    checked = check_metrics(path)
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
