@@ -4,7 +4,7 @@ One request goes: fault injection -> parameters (query + form/JSON body) -> rout
 authentication -> schema validation -> replay simulated time -> permission check -> handler -> the
 ``{"data": ...}`` envelope. Errors take PVE's three shapes (see ``errors.py``); the HTTP reason phrase
 carries the first line of the message through the ``reason`` extension key that ``server.py`` honours.
-``/_sim/...`` (outside the PVE API) is the admin surface for tests: faults and the clock.
+``/_sim/...`` (outside the PVE API) is the admin surface for tests: faults, the clock and load profiles.
 """
 
 from __future__ import annotations
@@ -246,6 +246,8 @@ class SimApp:
             elif method == "DELETE":
                 self.cluster.faults = FaultPlan(requests=[], tasks=[])
             return self.cluster.faults.to_dict()
+        if path == "/_sim/load":
+            return self._admin_load(method, payload)
         if path == "/_sim/clock":
             if method == "POST":
                 if "speed" in payload:
@@ -254,6 +256,56 @@ class SimApp:
                 self.cluster.advance(self.clock.now())
             return {"now": self.clock.now(), "speed": self.clock.speed}
         raise KeyError(f"no simulator admin endpoint {method} {path}")
+
+    def _admin_load(self, method: str, payload: Any) -> dict[str, Any]:
+        now = self.clock.now()
+        self.cluster.advance(now)  # a start that finished before now boots before the switch
+        if method == "PUT":
+            self.cluster.set_loads(_load_assignments(payload), now)
+        elif method == "DELETE":
+            self.cluster.clear_loads(now)
+        elif method != "GET":
+            raise ValueError(f"no simulator admin endpoint {method} /_sim/load")
+        return self.cluster.load_table()
+
+    # ---- in-process helpers ---------------------------------------------------------------------
+    def set_load(self, vmid: int, profile: str | None) -> None:
+        """Give guest ``vmid`` a load profile now, as ``PUT /_sim/load`` does (None: its tag or ``auto``)."""
+        with self.state.locked() if self.state else nullcontext():
+            self._reload_if_changed()
+            now = self.clock.now()
+            self.cluster.advance(now)
+            self.cluster.set_load(vmid, profile, now)
+            self.save()
+
+
+_LOAD_USAGE = 'PUT /_sim/load takes {"vmid": N, "profile": P} or {"profiles": {"N": P, ...}}'
+
+
+def _load_assignments(payload: Any) -> dict[int, str | None]:
+    """The body of ``PUT /_sim/load`` as vmid -> profile (None drops an assignment)."""
+    if not isinstance(payload, dict):
+        raise ValueError(_LOAD_USAGE)
+    single, many = "vmid" in payload or "profile" in payload, "profiles" in payload
+    unknown = set(payload) - {"vmid", "profile", "profiles", "effective", "available"}
+    if single == many or unknown:
+        raise ValueError(_LOAD_USAGE)
+    if single:
+        if "vmid" not in payload or "profile" not in payload:
+            raise ValueError(_LOAD_USAGE)
+        pairs = [(payload["vmid"], payload["profile"])]
+    else:
+        if not isinstance(payload["profiles"], dict):
+            raise ValueError(_LOAD_USAGE)
+        pairs = list(payload["profiles"].items())
+    out: dict[int, str | None] = {}
+    for vmid, profile in pairs:
+        if isinstance(vmid, bool) or not str(vmid).strip().isdigit():
+            raise ValueError(f"vmid must be an integer, not {vmid!r}")
+        if profile is not None and not isinstance(profile, str):
+            raise ValueError(f"load profile must be a string or null, not {profile!r}")
+        out[int(vmid)] = profile
+    return out
 
 
 def _parse_params(

@@ -16,6 +16,7 @@ from autovibe.sim.errors import SimApiError, TaskError, runtime_error
 from autovibe.sim.faults import FaultPlan
 from autovibe.sim.model import GIB, MIB, Guest, Node, Storage, Volume, format_size
 from autovibe.sim.tasks import TaskEngine
+from autovibe.sim.usage import PROFILES, check_profile, current_profile, profile_change
 
 CLUSTER_NAME = "autovibe-sim"
 PVE_VERSION = {"version": "8.4.1", "release": "8.4", "repoid": "2a5fa54a8503f96d"}
@@ -203,6 +204,40 @@ class Cluster:
         if volid not in self.volumes:
             raise SimApiError(500, f"no such volume '{volid}'")
         return self.volumes[volid]
+
+    # ---- load profiles (usage.py) ------------------------------------------------------------
+    def set_load(self, vmid: int, profile: str | None, now: float) -> None:
+        """Assign load profile ``profile`` to guest ``vmid``; None drops the assignment (tag or auto).
+
+        A running guest switches at simulated time ``now`` (its counters carry on from where they are);
+        a stopped one starts with it. Pass the clock's time; ``SimApp.set_load`` does.
+        """
+        self.set_loads({vmid: profile}, now)
+
+    def set_loads(self, assignments: dict[int, str | None], now: float) -> None:
+        """Several assignments at once; all are checked before any is made (ValueError)."""
+        for vmid, profile in assignments.items():
+            if vmid not in self.guests:
+                raise ValueError(f"no guest with vmid {vmid}")
+            if profile is not None:
+                check_profile(profile)
+        for vmid, profile in assignments.items():
+            guest = self.guests[vmid]
+            with profile_change(guest, now):
+                guest.load = profile
+
+    def clear_loads(self, now: float) -> None:
+        """Drop every assignment: guests follow their ``load-*`` tag, or ``auto``."""
+        self.set_loads({vmid: None for vmid, g in self.guests.items() if g.load is not None}, now)
+
+    def load_table(self) -> dict[str, Any]:
+        """Assignments (``profiles``), the profile each non-template guest follows, and the choices."""
+        guests = sorted(self.guests.values(), key=lambda g: g.vmid)
+        return {
+            "profiles": {str(g.vmid): g.load for g in guests if g.load is not None},
+            "effective": {str(g.vmid): current_profile(g) for g in guests if not g.is_template},
+            "available": list(PROFILES),
+        }
 
     # ---- time and persistence -----------------------------------------------------------------
     def advance(self, now: float) -> None:

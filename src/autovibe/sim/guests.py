@@ -11,6 +11,7 @@ from autovibe.sim.model import DISK_KEY_RE, Guest, format_size, join_propstring,
 from autovibe.sim.registry import Call
 from autovibe.sim.schema import ApiSchema
 from autovibe.sim.tasks import Phase, Task, TaskKind
+from autovibe.sim.usage import profile_change
 
 NET_KEY_RE = re.compile(r"^net\d+$")
 ALLOC_RE = re.compile(r"^([a-zA-Z][\w.-]*):(\d+(?:\.\d+)?)$")  # STORAGE:SIZE_GiB allocates a new disk
@@ -108,8 +109,14 @@ def apply_config(cluster: Cluster, guest: Guest, changes: dict[str, str], delete
     """Write changes and deletions into the config, allocating ``STORAGE:GiB`` disks and MACs.
 
     Deleting a disk drive turns it into ``unusedN`` (its data is kept, as PVE does); deleting an
-    ``unusedN`` entry frees the volume.
+    ``unusedN`` entry frees the volume. A running guest whose ``load-*`` tag changes switches load
+    profile now (usage.py).
     """
+    with profile_change(guest, cluster.tasks.time):
+        _apply_config(cluster, guest, changes, delete)
+
+
+def _apply_config(cluster: Cluster, guest: Guest, changes: dict[str, str], delete: str | None) -> None:
     for key in split_list(delete):
         if key not in guest.config:
             continue

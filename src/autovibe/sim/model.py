@@ -111,6 +111,9 @@ class Guest:
     started_at: float | None = None
     pid: int | None = None
     boots: int = 0  # counters restart at zero on every boot, as a real VM's do
+    load: str | None = None  # load profile assigned through /_sim/load (usage.py); None: tag or auto
+    # The profile running since a switch in this boot: {boot, profile, at, base counters} (usage.py).
+    load_segment: dict[str, Any] | None = None
 
     @property
     def lock(self) -> str | None:

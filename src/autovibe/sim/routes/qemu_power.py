@@ -18,23 +18,25 @@ from autovibe.sim.guests import (
 from autovibe.sim.model import Guest
 from autovibe.sim.registry import Call, route
 from autovibe.sim.tasks import Phase, Task, TaskKind, task_kind
-from autovibe.sim.usage import guest_usage
+from autovibe.sim.usage import begin_boot, guest_usage
 from autovibe.sim.views import guest_maxdisk
 
 BOOT_S, STOP_S, SHUTDOWN_S, REBOOT_S, PAUSE_S = 3.0, 2.0, 5.0, 5.0, 1.0
 
 
 def boot(cluster: Cluster, guest: Guest, now: float) -> None:
-    """QEMU starts: counters restart from zero."""
+    """QEMU starts: counters restart from zero, under the load profile the guest selects now."""
     guest.status, guest.qmpstatus = "running", "running"
     guest.started_at = now
     guest.boots += 1
+    begin_boot(guest)
     cluster.tasks.next_pid += 1
     guest.pid = cluster.tasks.next_pid
 
 
 def halt(guest: Guest) -> None:
     guest.status, guest.qmpstatus, guest.started_at, guest.pid = "stopped", "stopped", None, None
+    guest.load_segment = None
 
 
 @route("GET", "/nodes/{node}/qemu/{vmid}/status")
