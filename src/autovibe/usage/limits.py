@@ -69,6 +69,9 @@ def _check(values: Mapping[str, float | int | None]) -> None:
         value = values.get(key)
         if value is not None and value <= 0:
             raise LimitsInvalid(f"{key}: must be a positive duration")
+
+
+def _check_idle_pair(values: Mapping[str, float | int | None]) -> None:
     if (values.get("idle_cpu_pct") is None) != (values.get("idle_for_s") is None):
         raise LimitsInvalid("idle auto-stop needs both idle_cpu_pct and idle_for_s")
 
@@ -78,11 +81,12 @@ def set_limits(deps: MachineDeps, ref: str, **values: float | int | None) -> Lim
     unknown = set(values) - set(FIELDS)
     if unknown:
         raise LimitsInvalid(f"unknown limit(s): {', '.join(sorted(unknown))}")
+    _check(values)  # bad values are refused before the machine is even looked up
     row = machines.find(deps, ref)
     with deps.db.session() as session:
         limits = session.get(MachineLimits, row.id) or MachineLimits(machine_id=row.id)
         merged = {key: getattr(limits, key) for key in FIELDS} | values
-        _check(merged)
+        _check_idle_pair(merged)
         for key, value in merged.items():
             setattr(limits, key, value)
         session.add(limits)

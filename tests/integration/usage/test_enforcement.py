@@ -4,13 +4,12 @@ enforcement on a project with a runaway machine (warn -> throttle -> emergency s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from autovibe.machines import fleet
 from autovibe.machines import service as machines
-from autovibe.machines.deploy import DeployHooks, MachineDeps
+from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.models import MachineCreate, parse_request
 from autovibe.machines.profiles import load_profiles
 from autovibe.operations.journal import Journal
@@ -45,17 +44,6 @@ async def deploy(deps: MachineDeps, name: str, **labels: str) -> int:
     assert outcome.status == "deployed", outcome.error
     assert outcome.vmid is not None
     return outcome.vmid
-
-
-@pytest.fixture
-def guarded(timed: MachineDeps) -> MachineDeps:
-    """Deps with the deploy saga's quota step wired as composition wires it."""
-
-    async def guard(params: Any) -> None:
-        quotas.check_create(timed.db, str(params["project"]), now=timed.now())
-
-    timed.hooks = DeployHooks(check_quota=guard)
-    return timed
 
 
 async def test_one_request_per_sample_and_usage_adds_up(guarded: MachineDeps, stepped_sim: SimApp) -> None:
