@@ -13,10 +13,12 @@ share one simulated cluster. The simulator is imported only on that path.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,9 @@ class Connection:
     tls_mode: str
     authid: str | None
     clock: Callable[[], float]
+    sandbox: SimApp | None = None
+    """The demo's in-memory simulator (:func:`open_sandbox` only), so the tour can give a guest a load
+    profile and move simulated time on; ``None`` for every other connection."""
 
 
 class SimulatorUnavailable(AutovibeUnavailable):
@@ -120,7 +125,7 @@ async def open_sandbox(settings: Settings) -> AsyncIterator[Connection]:
 
     sim = SimApp.open(None, speed=settings.sim_speed)
     async with _simulated(sim, settings, target=SANDBOX_TARGET) as connection:
-        yield connection
+        yield dataclasses.replace(connection, sandbox=sim)
 
 
 @asynccontextmanager
@@ -196,35 +201,66 @@ def profiles(settings: Settings) -> dict[str, Profile]:
     return load_profiles(settings.profiles)
 
 
+async def target_time(settings: Settings) -> datetime:
+    """ "Now" in the target's world (:attr:`Connection.clock`): the simulator's own time for the
+    embedded one, the wall clock for a real PVE. Usage and quota periods are read in this time."""
+    async with open_connection(settings) as connection:
+        return _as_datetime(connection.clock)()
+
+
 @asynccontextmanager
-async def open_machines(settings: Settings) -> AsyncIterator[MachineDeps]:
-    """Everything machine operations need: the PVE client, the store, the task gate."""
+async def open_machines(settings: Settings, *, metered: bool = False) -> AsyncIterator[MachineDeps]:
+    """Everything machine operations need: the PVE client, the store, the task gate.
+
+    ``metered`` puts the deps' ``now`` on the target's clock (see :func:`on_target_clock`): for the
+    usage pass and quota enforcement. Leases, schedules and checkpoint names stay on the wall clock.
+    """
     db = open_store(settings)
     try:
-        async with open_pve(settings) as pve:
-            yield machine_deps(settings, pve, db)
+        async with open_connection(settings) as connection:
+            deps = machine_deps(settings, connection.pve, db, clock=connection.clock)
+            yield on_target_clock(deps, connection.clock) if metered else deps
     finally:
         db.dispose()
 
 
-def machine_deps(settings: Settings, pve: PveClient, db: Database) -> MachineDeps:
-    """Machine collaborators on an existing client and store (the demo's sandbox uses this too)."""
+def machine_deps(
+    settings: Settings, pve: PveClient, db: Database, *, clock: Callable[[], float] = time.time
+) -> MachineDeps:
+    """Machine collaborators on an existing client and store (the demo's sandbox uses this too).
+
+    ``clock`` is the target's time (``Connection.clock``); the quota guard reads usage in it.
+    """
     from autovibe.machines.deploy import DeployHooks, MachineDeps
     from autovibe.machines.scheduler import TaskGate, TaskLimits
 
     limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
     return MachineDeps(
-        pve=pve, db=db, gate=TaskGate(limits=limits), hooks=DeployHooks(check_quota=_quota_guard(db))
+        pve=pve,
+        db=db,
+        gate=TaskGate(limits=limits),
+        hooks=DeployHooks(check_quota=_quota_guard(db, _as_datetime(clock))),
     )
 
 
-def _quota_guard(db: Database) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
-    """The deploy saga's quota step: a project 10% or more over a quota gets no new machines."""
-    from datetime import UTC, datetime
+def on_target_clock(deps: MachineDeps, clock: Callable[[], float]) -> MachineDeps:
+    """The same collaborators with ``now`` on the target's clock (``Connection.clock``).
 
+    Usage is integrated over the time the guests' counters run in: the simulator's own (usually faster)
+    time for the embedded one, the wall clock for a real PVE.
+    """
+    return dataclasses.replace(deps, now=_as_datetime(clock))
+
+
+def _as_datetime(clock: Callable[[], float]) -> Callable[[], datetime]:
+    return lambda: datetime.fromtimestamp(clock(), UTC)
+
+
+def _quota_guard(db: Database, now: Callable[[], datetime]) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
+    """The deploy saga's quota step: a project 10% or more over a quota gets no new machines."""
     from autovibe.usage.quotas import check_create
 
     async def guard(params: Mapping[str, Any]) -> None:
-        check_create(db, str(params["project"]), now=datetime.now(UTC))
+        check_create(db, str(params["project"]), now=now())
 
     return guard

@@ -359,7 +359,7 @@ def test_a_second_ctrl_c_undoes_the_machines_in_flight(cli: Cli) -> None:
 # ---- the tour ----------------------------------------------------------------------------------------
 
 
-def test_demo_deploys_a_fleet_and_reads_the_journal(cli: Cli) -> None:
+def test_demo_deploys_a_fleet_reads_the_journal_and_enforces_a_quota(cli: Cli) -> None:
     result = cli.run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     for expected in (
@@ -369,6 +369,11 @@ def test_demo_deploys_a_fleet_and_reads_the_journal(cli: Cli) -> None:
         "'claude-code-1' is running again, with 2 cores",
         "branched → claude-code-1-tuned",
         "    - ● you are here (running)",
+        "machine create 'one-more' → refused: project 'demo' is",
+        "stopped, lowest priority first: batch, claude-code-1",
+        "spared (critical): keeper",
+        "alerts sent: quota.warn, quota.throttle, quota.emergency_stop",
+        "project 'demo' is back within its quotas",
         "What to try next",
     ):
         assert expected in result.stdout

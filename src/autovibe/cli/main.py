@@ -51,7 +51,18 @@ COMMANDS: dict[str, LazyCommand] = {
     "ops": LazyCommand(
         "autovibe.cli.commands.ops", "Journaled operations: list, show, resume after a crash."
     ),
-    "hub": LazyCommand("autovibe.cli.commands.hub", "One pass of the hub's scheduler (expire leases)."),
+    "usage": LazyCommand(
+        "autovibe.cli.commands.usage", "Usage per project or machine: CPU, memory, network, storage."
+    ),
+    "quota": LazyCommand(
+        "autovibe.cli.commands.quota", "Project quotas: warn, throttle, then stop non-critical machines."
+    ),
+    "limits": LazyCommand(
+        "autovibe.cli.commands.limits", "Per-machine limits: max CPU, memory, uptime; idle auto-stop."
+    ),
+    "hub": LazyCommand(
+        "autovibe.cli.commands.hub", "One pass of the hub's scheduler (usage, checkpoints, leases)."
+    ),
     "db": LazyCommand("autovibe.cli.commands.db", "The store: migrate it to the newest schema."),
     "demo": LazyCommand("autovibe.cli.commands.demo", "A guided tour on a throwaway simulated cluster."),
     "sim": LazyCommand("autovibe.cli.commands.sim", "Run the embedded PVE simulator for any client."),

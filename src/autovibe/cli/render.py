@@ -37,11 +37,13 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """Rows of already formatted cells; ``columns`` gives headers and alignment."""
+    """Rows of already formatted cells; ``columns`` gives headers and alignment. ``styles`` optionally
+    gives each row a Rich style (``"red"``, ``"yellow"``), used on terminals only."""
 
     title: str
     columns: tuple[Column, ...]
     rows: tuple[tuple[str, ...], ...]
+    styles: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,9 @@ class Output:
             rich_table.add_column(
                 _escape(column.header), justify=column.justify, no_wrap=numeric, overflow="fold"
             )
-        for row in table.rows:
-            rich_table.add_row(*(_escape(cell) for cell in row))
+        for index, row in enumerate(table.rows):
+            style = table.styles[index] if index < len(table.styles) else None
+            rich_table.add_row(*(_escape(cell) for cell in row), style=style)
         self._rich().print(rich_table)
 
     def _plain_table(self, table: Table) -> None:
@@ -398,3 +401,16 @@ def human_duration(seconds: int | float) -> str:
 def percent(fraction: float) -> str:
     """``0.034`` -> ``3%``."""
     return f"{fraction * 100:.0f}%"
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], *, width: int = 24) -> str:
+    """The last ``width`` values as ``▁▂▃▄▅▆▇█``, scaled to their largest (all ``▁`` when none is above 0)."""
+    shown = list(values)[-width:] if width > 0 else []
+    top = max(shown, default=0.0)
+    if top <= 0:
+        return _SPARKS[0] * len(shown)
+    last = len(_SPARKS) - 1
+    return "".join(_SPARKS[max(0, min(last, round(value / top * last)))] for value in shown)

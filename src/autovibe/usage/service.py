@@ -3,8 +3,9 @@
 :func:`tick` is one pass (``autovibe hub tick`` runs it; the hub service will run it every cycle):
 sample every managed machine with one PVE request, add the usage since the previous sample to the
 hourly rows, measure storage when due, drop raw samples past their retention, check per-machine
-limits, stop idle machines, and enforce project quotas. ``dry_run`` reads and decides, and changes
-nothing (no samples stored, nothing stopped, no alert sent).
+limits, stop idle machines, and enforce project quotas. ``dry_run`` measures as usual (samples and
+usage are recorded, so it judges the same figures) and decides, but acts on nothing: no violation
+recorded, no alert sent, no machine stopped.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ async def tick(
     now = deps.now()
     sampled = await sampler.read(deps, now=now)
     running = {s.vmid for s in sampled if s.sample.running}
-    measured, opened = False, []
+    # Measuring is not enforcing: a dry run records usage too, so it judges the same figures a real
+    # pass would, and only the actions (violations, alerts, stops) are left out.
+    sampler.record(deps.db, sampled, max_gap_s=config.max_gap_s)
+    measured = sampler.storage_due(deps.db, now=now, every_s=config.storage_every_s)
+    if measured:
+        await sampler.measure_storage(deps, now=now)
+    sampler.prune_raw(deps.db, now=now, keep=timedelta(hours=config.raw_retention_h))
+    opened: list[dict[str, Any]] = []
     if not dry_run:
-        sampler.record(deps.db, sampled, max_gap_s=config.max_gap_s)
-        if sampler.storage_due(deps.db, now=now, every_s=config.storage_every_s):
-            await sampler.measure_storage(deps, now=now)
-            measured = True
-        sampler.prune_raw(deps.db, now=now, keep=timedelta(hours=config.raw_retention_h))
         opened = limits.check(deps.db, sampled, now=now)
         for violation in opened:
             await dispatcher.send(_violation_alert(violation, now))

@@ -127,7 +127,7 @@ async def test_dry_run_decides_and_changes_nothing(guarded: MachineDeps, stepped
         await service.tick(deps, CONFIG, PROFILES, Dispatcher([]), actor="hub", dry_run=True)
         stepped_sim.clock.advance(120)
     with deps.db.session() as session:
-        assert session.query(UsageSample).count() == 0
+        assert session.query(UsageSample).count() == 5  # measuring is not enforcing
     for _ in range(5):
         await service.tick(deps, CONFIG, PROFILES, Dispatcher([]), actor="hub")
         stepped_sim.clock.advance(120)

@@ -4,7 +4,8 @@ It never touches a real cluster nor the user's persisted simulated one (``compos
 The first part drives single guests with ``autovibe.cluster.guests``; the machines part deploys a fleet
 into a project through the machines services, with a throwaway SQLite store in a temporary directory;
 the checkpoints part checkpoints one of those machines, restores it, grows a branch point in its
-checkpoint tree and branches a new machine from a checkpoint.
+checkpoint tree and branches a new machine from a checkpoint; the usage part (``demo_usage``) makes one
+of them run away and walks the project through a quota's graduated enforcement.
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ def demo(
 ) -> None:
     """Clone a VM from a template, configure, start, snapshot with RAM, roll back and clean up; then
     deploy a fleet into a project, delete a machine and read the journal; then checkpoint a machine,
-    restore it, grow a checkpoint tree and branch a new machine from it, all on a throwaway cluster."""
+    restore it, grow a checkpoint tree and branch a new machine from it; then let a machine run away
+    and walk its project through a quota's warn, throttle and emergency stop, all on a throwaway
+    cluster."""
     settings = load_cli_settings(ctx)
     if speed is not None:
         settings = settings.model_copy(update={"sim_speed": speed})
-    run(_tour(settings))
-    _what_next()
+    _what_next(run(_tour(settings)))
 
 
-async def _tour(settings: Settings) -> None:
+async def _tour(settings: Settings) -> int:
     from autovibe.cluster import service as cluster_service
     from autovibe.composition import open_sandbox
 
@@ -68,7 +70,7 @@ async def _tour(settings: Settings) -> None:
         guest = await _create(connection, timeout=settings.timeouts.task)
         await _snapshots(connection, guest, timeout=settings.timeouts.task)
         await _clean_up(connection, guest, timeout=settings.timeouts.task)
-        await _machines(connection, settings)
+        return await _machines(connection, settings)
 
 
 async def _create(connection: Connection, *, timeout: float) -> GuestRef:  # noqa: ASYNC109
@@ -124,20 +126,23 @@ async def _clean_up(connection: Connection, guest: GuestRef, *, timeout: float) 
         await guests.delete(pve=pve, guest=guest, progress=_follow(bar), task_timeout=timeout)
 
 
-async def _machines(connection: Connection, settings: Settings) -> None:
-    """The machines part: a project, a fleet deployed concurrently, a delete, and the journal of it all,
-    with a store of its own in a temporary directory (never the user's, not even a PostgreSQL one)."""
+async def _machines(connection: Connection, settings: Settings) -> int:
+    """The machines, checkpoints and usage parts, with a store of their own in a temporary directory
+    (never the user's, not even a PostgreSQL one); returns the number of the next step."""
     import tempfile
     from pathlib import Path
 
     from autovibe.composition import machine_deps, open_store
 
+    from .demo_usage import usage_tour
+
     with tempfile.TemporaryDirectory(prefix="autovibe-demo-") as scratch:
         db = open_store(settings.model_copy(update={"data_dir": Path(scratch), "database_url": None}))
         try:
-            deps = machine_deps(settings, connection.pve, db)
+            deps = machine_deps(settings, connection.pve, db, clock=connection.clock)
             machine = await _fleet(deps)
             await _checkpoints(deps, machine)
+            return await usage_tour(connection, deps, settings, runaway=machine, project=PROJECT, first=17)
         finally:
             db.dispose()
 
@@ -251,8 +256,8 @@ def _snapshot_label(node: SnapshotNode) -> str:
     return "  ".join(parts)
 
 
-def _what_next() -> None:
-    render.step(17, "What to try next")
+def _what_next(number: int) -> None:
+    render.step(number, "What to try next")
     for text in (
         "autovibe cluster status        your own simulated cluster (kept between runs)",
         "autovibe doctor                check a cluster: reachability, TLS, auth, clocks, privileges",
@@ -263,6 +268,9 @@ def _what_next() -> None:
         "claude-code-1",
         "autovibe checkpoint policy set gfs --keep-last 3 --keep-daily 7   then: policy attach gfs "
         "--project alpha; checkpoint prune --project alpha --dry-run",
+        "autovibe quota set alpha --cpu-hours 100   then: autovibe hub tick (from cron); autovibe usage "
+        "--by machine; autovibe quota show",
+        "autovibe limits set claude-code-1 --max-cpu 90 --idle-cpu 5 --idle-for 30m",
         "",
         "then, with the API token and certificate that `sim serve --tls` prints:",
         "  from proxmoxer import ProxmoxAPI",

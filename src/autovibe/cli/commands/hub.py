@@ -1,7 +1,7 @@
 """``autovibe hub ...``: the hub's periodic work, one pass at a time.
 
 The future hub runs these passes continuously; ``hub tick`` runs one now (from cron, a systemd timer,
-or by hand), so leases are honoured even before the hub exists.
+or by hand), so usage is sampled, quotas enforced and leases honoured even before the hub exists.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from autovibe.checkpoints.schedules import ScheduledRun
     from autovibe.operations.models import OperationRecord
     from autovibe.settings import Settings
+    from autovibe.usage.service import TickReport
 
 app = typer.Typer(rich_markup_mode=None, invoke_without_command=True, add_completion=False)
 
@@ -30,25 +31,43 @@ def hub(ctx: typer.Context) -> None:
 
 
 @app.command()
-def tick(ctx: typer.Context, json_output: JsonFlag = False) -> None:
-    """One pass of the scheduler: take due scheduled checkpoints (and prune after them), then stop and
-    delete every machine whose lease has run out.
+def tick(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Run the usage pass as a dry run (sample and decide; record, stop and alert nothing) "
+            "and skip the checkpoint and lease parts, so nothing at all changes.",
+        ),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """One pass of the scheduler: first the usage pass (sample every machine, check limits, stop idle
+    machines, enforce project quotas), then take due scheduled checkpoints (and prune after them), then
+    stop and delete every machine whose lease has run out.
 
     A machine whose profile asks for it gets a final checkpoint first. Each change is a journaled
     operation (`autovibe ops list --all` shows them; `ops resume` finishes one that was interrupted).
-    Exit code 1 when a scheduled checkpoint failed.
+    A failed usage pass does not stop the other parts. Exit code 1 when the usage pass or a scheduled
+    checkpoint failed.
     """
+    from autovibe.cli.commands.quota import show_pass
     from autovibe.composition import describe_target
 
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    scheduled, expired = run(_tick(settings))
-    failed = any(r.error for r in scheduled)
+    usage, usage_error = run(_usage(settings, dry_run=dry_run))
+    scheduled, expired = ([], []) if dry_run else run(_tick(settings))
+    failed = usage_error is not None or any(r.error for r in scheduled)
     if json_output:
         render.emit_json(
             {
                 **json_envelope(settings),
+                "dry_run": dry_run,
+                "usage": usage.model_dump(mode="json") if usage is not None else None,
+                "usage_error": usage_error,
                 "checkpoints": [r.model_dump(mode="json") for r in scheduled],
                 "expired": [
                     {
@@ -61,6 +80,13 @@ def tick(ctx: typer.Context, json_output: JsonFlag = False) -> None:
                 ],
             }
         )
+        raise typer.Exit(1 if failed else 0)
+    if usage is not None:
+        show_pass(usage)
+    else:
+        render.error(f"usage pass failed: {usage_error}")
+    if dry_run:
+        render.line("dry run: scheduled checkpoints and lease expiry were skipped")
         raise typer.Exit(1 if failed else 0)
     for r in scheduled:
         if r.error:
@@ -78,6 +104,17 @@ def tick(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     render.line(f"{taken} scheduled checkpoint(s) taken" if scheduled else "no checkpoint was due")
     render.line(f"{len(expired)} lease(s) expired" if expired else "no lease has expired")
     raise typer.Exit(1 if failed else 0)
+
+
+async def _usage(settings: Settings, *, dry_run: bool) -> tuple[TickReport | None, str | None]:
+    """The usage pass, or why it failed: a PVE or store failure there must not hold up lease expiry."""
+    from autovibe.cli.commands.quota import usage_pass
+    from autovibe.errors import AutovibeError
+
+    try:
+        return await usage_pass(settings, dry_run=dry_run), None
+    except AutovibeError as exc:
+        return None, exc.message
 
 
 async def _tick(settings: Settings) -> tuple[list[ScheduledRun], list[OperationRecord]]:
