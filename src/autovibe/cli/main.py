@@ -60,6 +60,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "limits": LazyCommand(
         "autovibe.cli.commands.limits", "Per-machine limits: max CPU, memory, uptime; idle auto-stop."
     ),
+    "metrics": LazyCommand(
+        "autovibe.cli.commands.metrics", "Prometheus metrics: usage, quotas, machines, operations, PVE calls."
+    ),
     "hub": LazyCommand(
         "autovibe.cli.commands.hub", "One pass of the hub's scheduler (usage, checkpoints, leases)."
     ),

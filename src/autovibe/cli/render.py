@@ -364,6 +364,11 @@ def traceback(exc: BaseException) -> None:
     output().traceback(exc)
 
 
+def raw(text: str) -> None:
+    """Machine-readable text in a fixed format (e.g. Prometheus exposition), written as-is to stdout."""
+    output().stdout.write(text)
+
+
 def help_text(text: str) -> None:
     """Help or version text, written as-is to stdout."""
     output().stdout.write(text if text.endswith("\n") else text + "\n")

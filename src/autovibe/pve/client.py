@@ -189,6 +189,15 @@ class PveClient:
     def __repr__(self) -> str:
         return f"PveClient({self._api_base!r}, auth={self._auth!r})"
 
+    @property
+    def observer(self) -> Callable[[RequestObservation], None] | None:
+        """Called with a :class:`RequestObservation` after every HTTP attempt (metrics plug in here)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Callable[[RequestObservation], None] | None) -> None:
+        self._observer = observer
+
     async def __aenter__(self) -> Self:
         return self
 
