@@ -134,6 +134,20 @@ class UsageSettings(BaseModel):
         return self
 
 
+class NetworkSettings(BaseModel):
+    """Network isolation (``[network]`` in the config file; ``AUTOVIBE_NETWORK__HOSTS='{...}'``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Profiles by name: a seed's name (api_access, management_access) changes only the fields given.
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Symbolic hosts used in allowlists as @name: {"hub": ["10.0.0.10"], "db": ["10.0.0.20"]}.
+    hosts: dict[str, list[str]] = Field(default_factory=dict)
+    # Fixed DNS answers, like /etc/hosts for profile host names; other names use the system resolver.
+    static_hosts: dict[str, list[str]] = Field(default_factory=dict)
+    resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
 class Settings(BaseSettings):
     """Everything autovibe needs to reach PVE and store its own data.
 
@@ -176,6 +190,7 @@ class Settings(BaseSettings):
     tasks_per_node: int = Field(default=4, ge=1, le=64)
     tasks_per_template: int = Field(default=14, ge=1, le=256)
     usage: UsageSettings = Field(default_factory=UsageSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
 
     @property
     def store_url(self) -> str:

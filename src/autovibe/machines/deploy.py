@@ -37,7 +37,8 @@ class DeployHooks:
     """Extension points filled in by later features (quotas, network profiles, checkpoints)."""
 
     check_quota: Callable[[Mapping[str, Any]], Awaitable[None]] = _no_hook
-    apply_network: Callable[[Mapping[str, Any]], Awaitable[None]] = _no_hook
+    # Applies the machine's network profile; returns the profile's name (None: nothing applied).
+    apply_network: Callable[[Mapping[str, Any]], Awaitable[str | None]] = _no_hook
     # Before a machine whose profile asks for it is deleted at lease expiry.
     final_checkpoint: Callable[[Mapping[str, Any]], Awaitable[None]] = _no_hook
 
@@ -184,7 +185,9 @@ def _disk_gib(drive: str) -> float | None:
 
 
 async def network(ctx: Ctx) -> None:
-    await ctx.deps.hooks.apply_network({**ctx.params, **ctx.state})
+    applied = await ctx.deps.hooks.apply_network({**ctx.params, **ctx.state})
+    if applied is not None:
+        ctx.remember(network_profile=applied)
 
 
 async def start(ctx: Ctx) -> None:
@@ -218,6 +221,7 @@ async def record(ctx: Ctx) -> None:
                 created_by=p["created_by"],
                 operation_id=ctx.id,
                 parent_machine=p.get("parent_machine"),
+                network_profile=ctx.state.get("network_profile"),
                 parent_checkpoint=p.get("parent_checkpoint"),
                 expires_at=ctx.deps.now() + timedelta(seconds=ttl) if ttl else None,
             )

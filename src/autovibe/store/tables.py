@@ -93,6 +93,7 @@ class Machine(Base):
     retention_policy_id: Mapped[int | None] = mapped_column(
         ForeignKey("retention_policies.id", ondelete="RESTRICT"), default=None
     )
+    network_profile: Mapped[str | None] = mapped_column(String(32), default=None)  # last applied
 
     project: Mapped[Project] = relationship(back_populates="machines")
 
