@@ -29,6 +29,7 @@ from autovibe.settings import Settings
 if TYPE_CHECKING:
     from autovibe.machines.deploy import MachineDeps
     from autovibe.machines.profiles import Profile
+    from autovibe.network.service import NetworkContext
     from autovibe.sim.app import SimApp
     from autovibe.store.db import Database
 
@@ -235,12 +236,42 @@ def machine_deps(
     from autovibe.machines.scheduler import TaskGate, TaskLimits
 
     limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
-    return MachineDeps(
-        pve=pve,
-        db=db,
-        gate=TaskGate(limits=limits),
-        hooks=DeployHooks(check_quota=_quota_guard(db, _as_datetime(clock))),
+    deps = MachineDeps(pve=pve, db=db, gate=TaskGate(limits=limits))
+    deps.hooks = DeployHooks(
+        check_quota=_quota_guard(db, _as_datetime(clock)),
+        apply_network=_network_hook(deps, network_context(settings)),
     )
+    return deps
+
+
+def network_context(settings: Settings) -> NetworkContext:
+    """Network profiles, the resolver (fixed answers from ``network.static_hosts`` first, then the
+    system's), and the symbolic hosts (``@hub``...) from the settings."""
+    from autovibe.network.profiles import load_profiles as load_network_profiles
+    from autovibe.network.resolve import StaticResolver, SystemResolver
+    from autovibe.network.service import NetworkContext
+
+    net = settings.network
+    resolver = StaticResolver(net.static_hosts, fallback=SystemResolver(timeout_s=net.resolve_timeout_s))
+    return NetworkContext(load_network_profiles(net.profiles), resolver, net.hosts)
+
+
+def _network_hook(
+    deps: MachineDeps, ctx: NetworkContext
+) -> Callable[[Mapping[str, Any]], Awaitable[str | None]]:
+    """The deploy saga's network step: apply the machine profile's network profile to the new VM."""
+    from autovibe.network.profiles import get_profile
+    from autovibe.network.service import apply_to_vm
+
+    async def hook(params: Mapping[str, Any]) -> str | None:
+        name = params.get("network_profile")
+        if not name:
+            return None
+        profile = get_profile(ctx.profiles, str(name))
+        await apply_to_vm(deps, ctx, node=str(params["node"]), vmid=int(params["vmid"]), profile=profile)
+        return profile.name
+
+    return hook
 
 
 def on_target_clock(deps: MachineDeps, clock: Callable[[], float]) -> MachineDeps:

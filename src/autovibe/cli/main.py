@@ -60,6 +60,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "limits": LazyCommand(
         "autovibe.cli.commands.limits", "Per-machine limits: max CPU, memory, uptime; idle auto-stop."
     ),
+    "network": LazyCommand(
+        "autovibe.cli.commands.network", "Network isolation profiles through the PVE firewall: apply, check."
+    ),
     "metrics": LazyCommand(
         "autovibe.cli.commands.metrics", "Prometheus metrics: usage, quotas, machines, operations, PVE calls."
     ),

@@ -96,7 +96,8 @@ async def _want(deps: MachineDeps, ctx: NetworkContext, profile: NetworkProfile)
         symbols[PVE_HOSTS] = await node_addresses(deps)
     want = desired(profile, resolved=resolved, symbols=symbols)
     notes = [f"could not resolve {host}: {why}" for host, why in failed.items()]
-    return want, [*notes, *want.notes]
+    empty = [n for n in want.notes if n.split(" ", 1)[0] not in failed]  # not said twice
+    return want, [*notes, *empty]
 
 
 async def _read_live(deps: MachineDeps, node: str, vmid: int, sets: Sequence[str]) -> Live:
@@ -179,8 +180,10 @@ async def apply_to_vm(
         )
     rules = sorted(await deps.pve.get(f"{path}/firewall/rules"), key=lambda r: int(r.get("pos", 0)))
     plan = plan_rules(want.rules, rules)
-    for position, rule in enumerate(plan.insert):
-        await deps.pve.post(f"{path}/firewall/rules", pos=position, **rule.params())
+    # PVE puts every new rule at the top (pve-firewall create_rule unshifts it), so the wanted rules go
+    # in last first and end up in order, above everything else.
+    for rule in reversed(plan.insert):
+        await deps.pve.post(f"{path}/firewall/rules", **rule.params())
     for position in plan.delete_positions:
         await deps.pve.delete(f"{path}/firewall/rules/{position}")
     if plan.insert:

@@ -10,8 +10,8 @@ of them run away and walks the project through a quota's graduated enforcement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -138,13 +138,54 @@ async def _machines(connection: Connection, settings: Settings) -> int:
 
     with tempfile.TemporaryDirectory(prefix="autovibe-demo-") as scratch:
         db = open_store(settings.model_copy(update={"data_dir": Path(scratch), "database_url": None}))
+        # DNS is the outside world: the tour answers from a fixed table of documentation addresses.
+        from autovibe.settings import NetworkSettings
+
+        network = NetworkSettings(static_hosts=DEMO_DNS, hosts=DEMO_HOSTS)
+        settings = settings.model_copy(update={"network": network})
         try:
             deps = machine_deps(settings, connection.pve, db, clock=connection.clock)
             machine = await _fleet(deps)
             await _checkpoints(deps, machine)
-            return await usage_tour(connection, deps, settings, runaway=machine, project=PROJECT, first=17)
+            await _network(deps, settings, machine)
+            return await usage_tour(connection, deps, settings, runaway=machine, project=PROJECT, first=18)
         finally:
             db.dispose()
+
+
+DEMO_DNS = {
+    "api.anthropic.com": ["192.0.2.10"],
+    "api.openai.com": ["192.0.2.20"],
+    "api.github.com": ["198.51.100.30"],
+}  # RFC 5737 documentation addresses: the tour resolves nothing for real
+DEMO_HOSTS = {"hub": ["10.0.0.10"], "db": ["10.0.0.20"]}
+
+
+async def _network(deps: MachineDeps, settings: Settings, machine: str) -> None:
+    """The fleet was deployed with its profile's network profile (api_access): show it and check it."""
+    from autovibe.composition import network_context
+    from autovibe.machines import service as machines
+    from autovibe.network import service
+
+    from .network import show_check
+
+    ctx = network_context(settings)
+    render.step(
+        17,
+        f"Network isolation: '{machine}' sits on api_access (bridge vmbr1, firewall on, egress only to the "
+        "AI APIs, GitHub and the hub; PVE hosts, metadata and foreign DNS denied first)",
+    )
+    target = await machines.show(deps, machine)
+    for rule in await deps.pve.get(f"/nodes/{target.node}/qemu/{target.vmid}/firewall/rules"):
+        render.line(f"  {rule['pos']:>2}  {rule['type'].upper():<3} {rule['action']:<6} {_rule_text(rule)}")
+    show_check(await service.check(deps, ctx, machine), fixed=False)
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    parts = [str(rule[k]) for k in ("proto", "dest") if rule.get(k)]
+    if rule.get("dport"):
+        parts.append(f"port {rule['dport']}")
+    return " ".join(parts) + f"   # {str(rule.get('comment', '')).removeprefix('autovibe:api_access:')}"
 
 
 async def _fleet(deps: MachineDeps) -> str:

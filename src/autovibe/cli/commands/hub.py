@@ -15,6 +15,7 @@ from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_he
 
 if TYPE_CHECKING:
     from autovibe.checkpoints.schedules import ScheduledRun
+    from autovibe.network.service import RefreshReport
     from autovibe.operations.models import OperationRecord
     from autovibe.settings import Settings
     from autovibe.usage.service import TickReport
@@ -37,15 +38,15 @@ def tick(
         bool,
         typer.Option(
             "--dry-run",
-            help="Run the usage pass as a dry run (sample and decide; record, stop and alert nothing) "
-            "and skip the checkpoint and lease parts, so nothing at all changes.",
+            help="Run the usage pass as a dry run (sample, record usage and decide; stop and alert "
+            "nothing) and skip the checkpoint, network and lease parts.",
         ),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """One pass of the scheduler: first the usage pass (sample every machine, check limits, stop idle
-    machines, enforce project quotas), then take due scheduled checkpoints (and prune after them), then
-    stop and delete every machine whose lease has run out.
+    machines, enforce project quotas), then take due scheduled checkpoints (and prune after them),
+    refresh the network profiles' IP sets, then stop and delete every machine whose lease has run out.
 
     A machine whose profile asks for it gets a final checkpoint first. Each change is a journaled
     operation (`autovibe ops list --all` shows them; `ops resume` finishes one that was interrupted).
@@ -59,7 +60,7 @@ def tick(
     if not json_output:
         render.header(describe_target(settings))
     usage, usage_error = run(_usage(settings, dry_run=dry_run))
-    scheduled, expired = ([], []) if dry_run else run(_tick(settings))
+    scheduled, refreshed, expired = ([], None, []) if dry_run else run(_tick(settings))
     failed = usage_error is not None or any(r.error for r in scheduled)
     if json_output:
         render.emit_json(
@@ -69,6 +70,9 @@ def tick(
                 "usage": usage.model_dump(mode="json") if usage is not None else None,
                 "usage_error": usage_error,
                 "checkpoints": [r.model_dump(mode="json") for r in scheduled],
+                "network": None
+                if refreshed is None
+                else {"changes": list(refreshed.changes), "failures": list(refreshed.failures)},
                 "expired": [
                     {
                         "name": record.params["name"],
@@ -95,6 +99,11 @@ def tick(
         pruned = f"; pruned {len(r.removed)}" if r.removed else ""
         deferred = f", {len(r.deferred)} deferred (VM locked)" if r.deferred else ""
         render.line(f"scheduled checkpoint '{r.checkpoint}' of '{r.machine}'{pruned}{deferred}")
+    if refreshed is not None:
+        for change in refreshed.changes:
+            render.line(f"network: {change}")
+        for failure in refreshed.failures:
+            render.line(f"network: {failure}")
     for record in expired:
         render.line(
             f"lease expired: deleted machine '{record.params['name']}' (VM {record.params['vmid']}); "
@@ -117,12 +126,18 @@ async def _usage(settings: Settings, *, dry_run: bool) -> tuple[TickReport | Non
         return None, exc.message
 
 
-async def _tick(settings: Settings) -> tuple[list[ScheduledRun], list[OperationRecord]]:
+async def _tick(settings: Settings) -> tuple[list[ScheduledRun], RefreshReport, list[OperationRecord]]:
     from autovibe.checkpoints import schedules
-    from autovibe.composition import LOCAL_ACTOR, open_machines, profiles
+    from autovibe.composition import LOCAL_ACTOR, network_context, open_machines, profiles
+    from autovibe.errors import AutovibeError
     from autovibe.machines import service
+    from autovibe.network import service as network
 
     async with open_machines(settings) as deps:
         # Checkpoints first: a machine whose lease ends in this pass still gets its due checkpoint.
         scheduled = await schedules.run_due(deps, actor=LOCAL_ACTOR)
-        return scheduled, await service.expire_due(deps, profiles(settings), actor=LOCAL_ACTOR)
+        try:
+            refreshed = await network.refresh(deps, network_context(settings))
+        except AutovibeError as exc:  # PVE trouble here must not hold up lease expiry
+            refreshed = network.RefreshReport((), (f"refresh failed: {exc.message}",))
+        return scheduled, refreshed, await service.expire_due(deps, profiles(settings), actor=LOCAL_ACTOR)
