@@ -108,3 +108,33 @@ def test_wrong_password_is_refused(served_sim: ServedSim) -> None:
     with pytest.raises(AuthenticationError):
         ProxmoxAPI("127.0.0.1", port=served_sim.port, user="root@pam", password="wrong", verify_ssl=False)
     assert time.monotonic() - started < 5
+
+
+def test_proxmoxer_manages_ipsets_and_guest_firewall(served_sim: ServedSim) -> None:
+    prox = token_client(served_sim)
+    ipset = prox.cluster.firewall.ipset
+    ipset.post(name="e2e-allow", comment="e2e")
+    for cidr in ("10.9.0.0/16", "192.0.2.7", "fd00:9::/64"):
+        ipset("e2e-allow").post(cidr=cidr, comment=f"entry {cidr}")
+    assert [e["cidr"] for e in ipset("e2e-allow").get()] == ["10.9.0.0/16", "192.0.2.7", "fd00:9::/64"]
+    ipset("e2e-allow")("10.9.0.0/16").delete()  # proxmoxer sends the slash as is
+    assert {e["cidr"] for e in ipset("e2e-allow").get()} == {"192.0.2.7", "fd00:9::/64"}
+
+    vmid = int(prox.cluster.nextid.get())
+    wait(prox, prox.nodes("pve1").qemu(9000).clone.post(newid=vmid, name=f"fw-{vmid}"))
+    firewall = prox.nodes("pve1").qemu(vmid).firewall
+    firewall.options.put(enable=1, policy_in="DROP", policy_out="ACCEPT", dhcp=1)
+    firewall.rules.post(type="out", action="ACCEPT", dest="+e2e-allow", proto="tcp", dport="443", enable=1)
+    firewall.rules.post(type="in", action="ACCEPT", macro="SSH", comment="ssh in", enable=1)
+    options = firewall.options.get()
+    assert (options["enable"], options["policy_in"], options["dhcp"]) == (1, "DROP", 1)
+    rules = firewall.rules.get()
+    assert [(r["pos"], r["type"], r.get("macro"), r.get("dest")) for r in rules] == [
+        (0, "in", "SSH", None),
+        (1, "out", None, "+e2e-allow"),
+    ]
+    with pytest.raises(ResourceException) as refused:
+        firewall.rules.post(type="out", action="ACCEPT", dest="+nosuch")
+    assert refused.value.status_code == 400 and "dest" in refused.value.errors
+    wait(prox, prox.nodes("pve1").qemu(vmid).delete())
+    ipset("e2e-allow").delete(force=1)

@@ -14,6 +14,7 @@ from typing import Any
 from autovibe.sim.access import AccessState
 from autovibe.sim.errors import SimApiError, TaskError, runtime_error
 from autovibe.sim.faults import FaultPlan
+from autovibe.sim.firewall import FirewallState
 from autovibe.sim.model import GIB, MIB, Guest, Node, Storage, Volume, format_size
 from autovibe.sim.tasks import TaskEngine
 from autovibe.sim.usage import PROFILES, check_profile, current_profile, profile_change
@@ -57,6 +58,7 @@ class Cluster:
         self.guests: dict[int, Guest] = {}
         self.volumes: dict[str, Volume] = {}
         self.pools: dict[str, dict[str, Any]] = {}
+        self.firewall = FirewallState()
         self.access = access
         self.faults = faults or FaultPlan(requests=[], tasks=[])
         self.tasks = tasks or TaskEngine()
@@ -66,8 +68,11 @@ class Cluster:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def default(cls, *, nodes: int = 3, now: float, seed: int = 0) -> Cluster:
-        """Three nodes, the four storages and the seed templates 9000/9001, as DESIGN.md promises."""
-        node_list = [Node(f"pve{i}", f"10.0.0.{10 + i}") for i in range(1, nodes + 1)]
+        """Three nodes, the four storages and the seed templates 9000/9001, as DESIGN.md promises.
+
+        Node ``pveN`` has the management address 192.168.100.(10+N) on ``vmbr0`` (see network.py).
+        """
+        node_list = [Node(f"pve{i}", f"192.168.100.{10 + i}") for i in range(1, nodes + 1)]
         cluster = cls(node_list, default_storages(), access=AccessState.new(), seed=seed)
         cluster.tasks.time = now
         cluster.boot_time = now - 3 * 86400.0
@@ -250,6 +255,7 @@ class Cluster:
             "guests": [asdict(g) for g in self.guests.values()],
             "volumes": [asdict(v) for v in self.volumes.values()],
             "pools": self.pools,
+            "firewall": self.firewall.to_dict(),
             "access": self.access.to_dict(),
             "faults": self.faults.to_dict(),
             "tasks": self.tasks.to_dict(),
@@ -269,6 +275,7 @@ class Cluster:
         cluster.guests = {g["vmid"]: Guest.from_dict(g) for g in data["guests"]}
         cluster.volumes = {v["volid"]: Volume.from_dict(v) for v in data["volumes"]}
         cluster.pools = data["pools"]
+        cluster.firewall = FirewallState.from_dict(data.get("firewall"))  # absent in older state files
         cluster.boot_time = float(data["boot_time"])
         cluster.rng.setstate((3, tuple(data["rng"]), None))
         return cluster

@@ -15,6 +15,8 @@ import ipaddress
 import re
 from collections.abc import Callable
 
+from autovibe.sim import fwspec
+
 Checker = Callable[[str], str | None]
 
 _IPV4 = r"(?:(?:25[0-5]|(?:2[0-4]|1[0-9]|[1-9])?[0-9])\.){3}(?:25[0-5]|(?:2[0-4]|1[0-9]|[1-9])?[0-9])"
@@ -91,6 +93,19 @@ def _is_cidrv6(value: str) -> bool:
 
 def _predicate_check(predicate: Callable[[str], bool], message: str) -> Checker:
     return lambda value: None if predicate(value) else message.format(v=value) + "\n"
+
+
+def _spec_check(check: Callable[[str], object]) -> Checker:
+    """A checker from a ``fwspec`` function that raises ``SpecError`` with PVE's text."""
+
+    def run(value: str) -> str | None:
+        try:
+            check(value)
+        except fwspec.SpecError as error:
+            return f"{error}\n"
+        return None
+
+    return run
 
 
 def _check_userid(value: str) -> str | None:
@@ -180,10 +195,15 @@ _CHECKERS: dict[str, Checker] = {
     "CIDR": _predicate_check(
         lambda v: _is_cidrv4(v) or _is_cidrv6(v), "value does not look like a valid CIDR network"
     ),
-    "IPorCIDR": _predicate_check(
-        lambda v: _is_ip(v) or _is_cidrv4(v) or _is_cidrv6(v),
-        "value does not look like a valid IP address or CIDR network",
-    ),
+    # pve-firewall's formats (Firewall.pm); their texts come from fwspec.
+    "IPorCIDR": _spec_check(fwspec.check_ip_or_cidr),
+    "IPorCIDRorAlias": _spec_check(fwspec.check_ip_or_cidr_or_alias),
+    "pve-fw-addr-spec": _spec_check(fwspec.address_list),
+    "pve-fw-dport-spec": _spec_check(lambda v: fwspec.port_list(v, icmp=True)),
+    "pve-fw-sport-spec": _spec_check(lambda v: fwspec.port_list(v, icmp=False)),
+    "pve-fw-protocol-spec": _spec_check(fwspec.check_protocol),
+    "pve-fw-icmp-type-spec": _spec_check(fwspec.check_icmp_type),
+    "pve-fw-conntrack-helper": _spec_check(fwspec.check_conntrack_helpers),
     "address": _predicate_check(
         lambda v: _is_ip(v) or _is_dns_name(v), "value does not look like a valid address: {v}"
     ),

@@ -153,8 +153,14 @@ class _Node:
 
 
 # Subtrees PVE mounts with ``fragmentDelimiter => ''`` because their ids contain slashes: below
-# ``.../content/`` the whole remainder is the volume ID (``local:backup/vzdump-qemu-100-....vma``).
-WHOLE_REST_PREFIXES = ("/nodes/{node}/storage/{storage}/content",)
+# ``.../content/`` the whole remainder is the volume ID (``local:backup/vzdump-qemu-100-....vma``),
+# below an IP set the whole remainder is the entry (``10.0.0.0/8``, sent with the slash or as %2F).
+WHOLE_REST_PREFIXES = (
+    "/nodes/{node}/storage/{storage}/content",
+    "/cluster/firewall/ipset/{name}",
+    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}",
+    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}",
+)
 
 
 def _segments(path: str) -> list[str]:

@@ -83,6 +83,9 @@ OPTIONAL_PLACEHOLDERS: dict[Key, set[str]] = {
     ("GET", "/nodes/{node}/storage/{storage}/content/{volume}"): {"storage"},
     ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"): {"storage"},
 }
+# Firewall rule positions: pve-firewall shares one optional `pos` property between the create call's
+# body and the `{pos}` paths.
+OPTIONAL_PLACEHOLDERS.update({key: {"pos"} for key in ROUTES if key[1].endswith("/{pos}")})
 ROUTE_KEYS = sorted(ROUTES, key=lambda key: (key[1], key[0]))
 PLACEHOLDER = re.compile(r"\{([^}/]+)\}")
 # SUMMARY.md fact 6: UPID:node:PID:PSTART:STARTTIME:type:id:user: (trailing colon included).
@@ -151,7 +154,22 @@ async def _prepare() -> Prepared:
         await driver.call("POST", "/access/users/root@pam/token/spare", privsep=False)
         await driver.call("POST", "/pools", poolid="team", comment="walk")
         await driver.call("PUT", "/pools", poolid="team", storage="shared")
+        await _prepare_firewall(driver)
     return Prepared(json.dumps(sim.snapshot()), snapshot["upid"])
+
+
+async def _prepare_firewall(driver: SimDriver) -> None:
+    """IP set and alias ``office`` (cluster and VM 100), one rule in every rule list, security groups
+    ``web`` (one rule) and ``empty``."""
+    for prefix in ("/cluster/firewall", "/nodes/pve1/qemu/100/firewall"):
+        await driver.call("POST", f"{prefix}/ipset", name="office", comment="walk")
+        await driver.call("POST", f"{prefix}/ipset/office", cidr="10.1.0.0/16", comment="lan")
+        await driver.call("POST", f"{prefix}/aliases", name="office", cidr="10.2.0.0/16")
+    for prefix in ("/cluster/firewall", "/nodes/pve1/firewall", "/nodes/pve1/qemu/100/firewall"):
+        await driver.call("POST", f"{prefix}/rules", type="in", action="ACCEPT", proto="tcp", dport="22")
+    await driver.call("POST", "/cluster/firewall/groups", group="web")
+    await driver.call("POST", "/cluster/firewall/groups", group="empty")
+    await driver.call("POST", "/cluster/firewall/groups/web", type="in", action="ACCEPT", macro="HTTP")
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +209,11 @@ PATH_DEFAULTS = {
     "tokenid": "spare",
     "storage": "shared",
     "poolid": "team",
+    "name": "office",
+    "cidr": "10.1.0.0/16",
+    "pos": "0",
+    "group": "web",
+    "iface": "vmbr0",
 }
 # Schema-valid stand-in for {upid} where only validation runs (invalid samples).
 SAMPLE_UPID = "UPID:pve1:00001234:00005678:66F0A1B2:qmstart:100:root@pam:"
@@ -198,6 +221,28 @@ QEMU = "/nodes/{node}/qemu"
 VM = "/nodes/{node}/qemu/{vmid}"
 TOKEN = "/access/users/{userid}/token/{tokenid}"
 CONTENT = "/nodes/{node}/storage/{storage}/content"
+FW = "/cluster/firewall"
+HOST_FW = "/nodes/{node}/firewall"
+VM_FW = f"{VM}/firewall"
+
+
+def _firewall_walks(prefix: str) -> dict[Key, Walk]:
+    """Valid writes below one firewall prefix (cluster, node or VM; a node has no IP sets or aliases)."""
+    ipset, alias = f"{prefix}/ipset", f"{prefix}/aliases"
+    return {
+        ("POST", f"{prefix}/rules"): Walk(
+            params={"type": "out", "action": "DROP", "proto": "udp", "dport": "53", "enable": 1}
+        ),
+        ("PUT", f"{prefix}/rules/{{pos}}"): Walk(params={"comment": "walked", "source": "+office"}),
+        ("POST", ipset): Walk(params={"name": "fresh", "comment": "walk"}),
+        ("POST", f"{ipset}/{{name}}"): Walk(params={"cidr": "fd00::/64", "nomatch": 1}),
+        ("DELETE", f"{ipset}/{{name}}"): Walk(params={"force": 1}),
+        ("PUT", f"{ipset}/{{name}}/{{cidr}}"): Walk(params={"comment": "walked"}),
+        ("POST", alias): Walk(params={"name": "fresh", "cidr": "192.0.2.1", "comment": "walk"}),
+        ("PUT", f"{alias}/{{name}}"): Walk(params={"cidr": "10.3.0.0/16", "rename": "moved"}),
+    }
+
+
 WALKS: dict[Key, Walk] = {
     ("POST", "/access/ticket"): Walk(params={"username": "root@pam", "password": ROOT_PASSWORD}),
     ("PUT", "/access/acl"): Walk(
@@ -231,6 +276,14 @@ WALKS: dict[Key, Walk] = {
     ("PUT", "/pools"): Walk(params={"poolid": "team", "vms": "101", "comment": "walked"}),
     ("DELETE", "/pools"): Walk(params={"poolid": "team"}),
     ("PUT", "/pools/{poolid}"): Walk(params={"vms": "101", "comment": "walked"}),
+    **{key: walk for prefix in (FW, HOST_FW, VM_FW) for key, walk in _firewall_walks(prefix).items()},
+    ("PUT", f"{FW}/options"): Walk(params={"enable": 1, "policy_in": "DROP", "log_ratelimit": "enable=1"}),
+    ("PUT", f"{HOST_FW}/options"): Walk(params={"enable": 1, "nf_conntrack_max": 65536}),
+    ("PUT", f"{VM_FW}/options"): Walk(params={"enable": 1, "policy_in": "DROP", "dhcp": 1}),
+    ("POST", f"{FW}/groups"): Walk(params={"group": "fresh", "comment": "walk"}),
+    ("DELETE", f"{FW}/groups/{{group}}"): Walk(path={"group": "empty"}),
+    ("POST", f"{FW}/groups/{{group}}"): Walk(params={"type": "in", "action": "DROP", "proto": "udp"}),
+    ("PUT", f"{FW}/groups/{{group}}/{{pos}}"): Walk(params={"comment": "walked"}),
 }
 
 # Places where PVE's own answers differ from the declared return type, so the simulator's must too.
@@ -514,6 +567,13 @@ BAD_FORMATS = {
     "pve-storage-id-list": ("shared,bad!", "invalid format - storage ID 'bad!' contains illegal characters"),
     "pve-vmid-list": ("100,99", "invalid format - value does not look like a valid VM ID"),
     "pve-startup-order": ("soon", "invalid format - unable to parse startup options"),
+    "pve-fw-addr-spec": ("10.0.0.1/24", "invalid format - invalid IP address: Invalid prefix "),
+    "pve-fw-dport-spec": ("70000", "invalid format - invalid port '70000'"),
+    "pve-fw-sport-spec": ("80:70", "invalid format - backwards range '80:70' not allowed"),
+    "pve-fw-protocol-spec": ("nosuch", "invalid format - unknown protocol 'nosuch'"),
+    "pve-fw-icmp-type-spec": ("nosuch", "invalid format - invalid icmp-type value 'nosuch'"),
+    "IPorCIDR": ("10.0.0.1/33", "invalid format - Prefix length 33 is longer than IP address (32)"),
+    "IPorCIDRorAlias": ("1.2.3", "invalid format - value does not look like a valid IP address"),
 }
 UNKNOWN_PARAM = "zz-not-a-param"
 # Valid values for parameters that another one requires (``force`` requires ``archive`` ...).

@@ -6,7 +6,7 @@ import importlib
 
 MODULES = (
     "access", "cluster", "nodes", "tasks", "storage", "pools", "qemu", "qemu_power", "clone", "snapshot",
-    "vzdump",
+    "vzdump", "firewall", "network",
 )  # fmt: skip
 
 

@@ -124,6 +124,7 @@ def _clone_begin(cluster: Cluster, task: Task) -> list[Phase]:
     args = task.args
     new = cluster.guests[int(args["newid"])]
     new.config = _new_config(cluster, task)
+    cluster.firewall.clone_guest(int(args["vmid"]), new.vmid)  # the source's firewall config comes too
     phases: list[Phase] = [wait(1.0)]
     for key, volid in sorted(new.disks().items()):
         source = cluster.volumes.get(volid)

@@ -24,7 +24,7 @@ def _fake_fingerprint(name: str) -> str:
 
 @route("GET", "/nodes/{node}")
 def node_index(call: Call) -> list[dict[str, str]]:
-    names = ("qemu", "storage", "tasks", "status", "time", "version")
+    names = ("qemu", "storage", "tasks", "status", "time", "version", "network", "firewall")
     return [{"name": n} for n in names]
 
 

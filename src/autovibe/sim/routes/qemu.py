@@ -180,7 +180,8 @@ def post_config(call: Call) -> str | None:
 
 # ---- destroy -----------------------------------------------------------------------------------
 def destroy_guest(cluster: Cluster, vmid: int) -> None:
-    """Remove a guest and every volume it owns (disks, unused, RAM states), and its pool membership.
+    """Remove a guest, every volume it owns (disks, unused, RAM states), its pool membership, ACLs and
+    firewall config.
 
     Its backup archives stay: PVE never removes backups with the guest.
     """
@@ -191,6 +192,7 @@ def destroy_guest(cluster: Cluster, vmid: int) -> None:
         if vmid in pool.get("vms", []):
             pool["vms"].remove(vmid)
     cluster.access.remove_path(f"/vms/{vmid}")  # PVE drops the guest's ACL entries with it
+    cluster.firewall.drop_guest(vmid)  # ... and its firewall config
 
 
 def _destroy_begin(cluster: Cluster, task: Task) -> list[Phase]:

@@ -7,6 +7,7 @@ from typing import Any
 from autovibe.sim.cluster import Cluster
 from autovibe.sim.errors import TaskError, runtime_error
 from autovibe.sim.guests import (
+    NET_KEY_RE,
     check_skiplock,
     copy,
     ensure_unlocked,
@@ -15,7 +16,8 @@ from autovibe.sim.guests import (
     wait,
     worker_unlocked,
 )
-from autovibe.sim.model import Guest
+from autovibe.sim.model import Guest, split_propstring
+from autovibe.sim.network import bridges
 from autovibe.sim.registry import Call, route
 from autovibe.sim.tasks import Phase, Task, TaskKind, task_kind
 from autovibe.sim.usage import begin_boot, guest_usage
@@ -81,11 +83,29 @@ def _start_begin(cluster: Cluster, task: Task) -> list[Phase]:
     worker_unlocked(guest, allow=("suspended",))
     if guest.status == "running":
         raise TaskError(f"VM {guest.vmid} already running")
+    _check_bridges(cluster, guest, task)
     if guest.lock == "suspended":  # hibernated: load the saved RAM back
         state = cluster.volumes.get(guest.config.get("vmstate", ""))
         loc = cluster.storages[state.storage].location(guest.node) if state else None
         return [wait(BOOT_S)] + ([copy(guest.memory, loc)] if loc else [])
     return [wait(BOOT_S)]
+
+
+def _check_bridges(cluster: Cluster, guest: Guest, task: Task) -> None:
+    """QEMU's network script plugs each NIC into its bridge; a missing bridge makes QEMU exit."""
+    present = bridges(cluster.nodes[guest.node])
+    for key in sorted(k for k in guest.config if NET_KEY_RE.match(k)):
+        _, opts = split_propstring(guest.config[key])
+        bridge = opts.get("bridge")
+        if bridge is not None and bridge not in present:
+            index = key.removeprefix("net")
+            task.log.append(f"bridge '{bridge}' does not exist")
+            task.log.append(
+                f"kvm: -netdev type=tap,id={key},ifname=tap{guest.vmid}i{index},"
+                "script=/var/lib/qemu-server/pve-bridge,downscript=/var/lib/qemu-server/pve-bridgedown,"
+                "vhost=on: network script /var/lib/qemu-server/pve-bridge failed with status 512"
+            )
+            raise TaskError("start failed: QEMU exited with code 1")
 
 
 def _start_finish(cluster: Cluster, task: Task) -> None:
