@@ -230,6 +230,11 @@ async def check(deps: MachineDeps, ctx: NetworkContext, ref: str) -> CheckReport
     unresolved = [n for n in notes if n.startswith("could not resolve")]
     if unresolved:  # don't report members of a set whose name did not resolve right now
         found = [d for d in found if not (d.kind == "ipset-members" and _about_unresolved(d, unresolved))]
+    if not profile.isolating:
+        notes.append(
+            f"profile '{profile.name}' has no host guard (isolating = false): machines on it can reach the "
+            "PVE nodes' API (8006) and SSH (22), link-local metadata and any DNS server"
+        )
     bridges_here = await bridges(deps, target.node)
     if profile.bridge not in bridges_here:
         notes.append(f"node {target.node} has no bridge {profile.bridge}")
