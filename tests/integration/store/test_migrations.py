@@ -19,6 +19,7 @@ TABLES = {
     "retention_policies", "checkpoint_marks", "checkpoint_schedules",
     "usage_series", "usage_samples", "usage_hourly", "machine_limits", "limit_violations", "project_quotas",
     "project_enforcement", "enforcement_events",
+    "users", "api_tokens", "role_bindings", "approvals", "audit_log", "secrets",
 }  # fmt: skip
 WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
 
