@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from autovibe.machines.deploy import MachineDeps
     from autovibe.machines.profiles import Profile
     from autovibe.network.service import NetworkContext
+    from autovibe.security.gate import Gate, Permit
+    from autovibe.security.identity import Identity
     from autovibe.sim.app import SimApp
     from autovibe.store.db import Database
 
@@ -236,12 +238,69 @@ def machine_deps(
     from autovibe.machines.scheduler import TaskGate, TaskLimits
 
     limits = TaskLimits(per_node=settings.tasks_per_node, per_template=settings.tasks_per_template)
-    deps = MachineDeps(pve=pve, db=db, gate=TaskGate(limits=limits))
+    deps = MachineDeps(
+        pve=pve,
+        db=db,
+        gate=TaskGate(limits=limits),
+        identity=identity(settings, db),
+        security=gate(settings, db),
+    )
     deps.hooks = DeployHooks(
         check_quota=_quota_guard(db, _as_datetime(clock)),
         apply_network=_network_hook(deps, network_context(settings)),
     )
     return deps
+
+
+def gate(settings: Settings, db: Database) -> Gate:
+    """The security gate with the configured thresholds."""
+    from autovibe.security.gate import Gate
+
+    sec = settings.security
+    return Gate(db, approve_at=sec.approve_at, deny_at=sec.deny_at, two_person=sec.two_person)
+
+
+def admin_action(
+    settings: Settings,
+    db: Database,
+    action: str,
+    target: str,
+    *,
+    project: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Permit:
+    """The gate for an administrative action of this invocation's identity (``with admin_action(...):``)."""
+    from autovibe.security.risk import Subject
+
+    return gate(settings, db).guard_sync(
+        identity(settings, db),
+        action,
+        target=target,
+        project=project,
+        subject=Subject(action, details=dict(details or {})),
+        params=params,
+    )
+
+
+def token_key_path() -> Path:
+    """The server key API token hashes are keyed with (created 0600 on first use)."""
+    import platformdirs
+
+    return platformdirs.user_config_path("autovibe") / "token.key"
+
+
+def identity(settings: Settings, db: Database) -> Identity:
+    """Who this invocation acts as: the user of ``settings.token`` when one is given (checked against
+    the store), else the local admin (DESIGN §4: local CLI use acts as the local admin)."""
+    from datetime import UTC, datetime
+
+    from autovibe.security.identity import LOCAL_ADMIN, authenticate, server_key_from
+
+    if settings.token is None:
+        return LOCAL_ADMIN
+    key = server_key_from(token_key_path())
+    return authenticate(db, settings.token.get_secret_value(), key=key, now=datetime.now(UTC))
 
 
 def network_context(settings: Settings) -> NetworkContext:

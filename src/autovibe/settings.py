@@ -148,6 +148,22 @@ class NetworkSettings(BaseModel):
     resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
+class SecuritySettings(BaseModel):
+    """The gate's thresholds (``[security]``; ``AUTOVIBE_SECURITY__APPROVE_AT=40``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approve_at: int = Field(default=50, ge=1, le=100)  # from this risk score an action needs an approval
+    deny_at: int = Field(default=90, ge=1, le=101)  # from this score it is refused (101: never)
+    two_person: bool = True  # an approval must come from another identity than the requester
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SecuritySettings:
+        if self.deny_at < self.approve_at:
+            raise ValueError("security.deny_at must not be below security.approve_at")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything autovibe needs to reach PVE and store its own data.
 
@@ -191,6 +207,9 @@ class Settings(BaseSettings):
     tasks_per_template: int = Field(default=14, ge=1, le=256)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    # An autovibe API token (avt_...): act as its user instead of the local admin.
+    token: SecretStr | None = None
 
     @property
     def store_url(self) -> str:

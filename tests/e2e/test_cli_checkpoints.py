@@ -188,7 +188,19 @@ def test_refusals_zfs_discard_pins_and_locks(cli: CheckpointCli) -> None:
     assert pinned.returncode == 1 and "is pinned" in pinned.stderr
 
     cli.ok("checkpoint", "unpin", "agent", "s2")
-    restored = cli.json("checkpoint", "restore", "agent", "s1", "--discard-newer", "--yes")
+    # Deleting newer checkpoints is high risk: --yes alone holds it for another identity's approval.
+    held = cli.run("checkpoint", "restore", "agent", "s1", "--discard-newer", "--yes")
+    assert held.returncode == 3 and "needs an approval" in held.stderr, held.stderr
+    request = held.stderr.split("request ")[1].split()[0]
+    cli.ok("user", "add", "carol")
+    cli.ok("role", "bind", "carol", "operator", "--project", "alpha")
+    carol = cli.json("token", "create", "carol")["secret"]
+    assert cli.run("approve", request, AUTOVIBE_TOKEN=carol).returncode == 3  # operators cannot approve
+    cli.ok("role", "bind", "carol", "admin")
+    assert cli.run("approve", request, AUTOVIBE_TOKEN=carol).returncode == 0
+    restored = cli.json(
+        "checkpoint", "restore", "agent", "s1", "--discard-newer", "--yes", "--approval", request
+    )
     assert (restored["status"], restored["discarded"]) == ("running", ["s2"])
     assert _names(cli.json("checkpoint", "list", "agent")["tree"]) == ["s1"]  # and nothing else made
     deleted = cli.json("checkpoint", "delete", "agent", "s1")

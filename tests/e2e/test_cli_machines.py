@@ -99,6 +99,14 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
 
 
+def _approved(cli: Cli, approver: str) -> str:
+    """Ask again for the last held request, have ``approver`` approve it, return its id."""
+    held = cli.run("machine", "delete", "claude-code-2", "--yes")
+    request = held.stderr.split("request ")[1].split()[0]
+    assert cli.run("approve", request, AUTOVIBE_TOKEN=approver).returncode == 0
+    return request
+
+
 def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
@@ -173,8 +181,22 @@ def test_a_fleet_is_deployed_listed_powered_and_deleted_by_name_and_vmid(cli: Cl
     assert "--yes" in assert_one_error_line(refused)
     assert "claude-code-2" in cli.machines()
 
-    cli.ok("machine", "delete", first_vmid, "--yes")
-    deleted = cli.json("machine", "delete", "claude-code-2", "--yes")["deleted"]
+    # Deleting a critical machine is high risk: --yes alone only holds it for another identity's approval.
+    held = cli.run("machine", "delete", first_vmid, "--yes")
+    assert held.returncode == 3 and "needs an approval" in held.stderr
+    request = held.stderr.split("request ")[1].split()[0]
+    own = cli.run("approve", request)
+    assert own.returncode == 3 and "cannot approve it too" in own.stderr  # the two-person rule
+    cli.ok("user", "add", "bob")
+    cli.ok("role", "bind", "bob", "admin")
+    bob = cli.json("token", "create", "bob")["secret"]
+    assert cli.run("approve", request, AUTOVIBE_TOKEN=bob).returncode == 0
+    cli.ok("machine", "delete", first_vmid, "--yes", "--approval", request)
+    reused = cli.run("machine", "delete", "claude-code-2", "--yes", "--approval", request)
+    assert reused.returncode != 0 and "was for machine.delete on machine claude-code-1" in reused.stderr
+    deleted = cli.json("machine", "delete", "claude-code-2", "--yes", "--approval", _approved(cli, bob))[
+        "deleted"
+    ]
     assert deleted["name"] == "claude-code-2"
     assert set(cli.machines()) == {"claude-code-3"}
     assert cli.vms_and_rows() == ({"claude-code-3"}, {"claude-code-3"})

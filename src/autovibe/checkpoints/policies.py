@@ -14,6 +14,8 @@ from autovibe.checkpoints.errors import InvalidCheckpointRequest, PolicyInUse, P
 from autovibe.checkpoints.retention import RetentionPolicy
 from autovibe.machines.errors import MachineNotFound, ProjectNotFound
 from autovibe.machines.models import check_slug
+from autovibe.security.gate import Gate
+from autovibe.security.identity import LOCAL_ADMIN, Identity
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
 from autovibe.store.tables import Machine, Project, RetentionPolicyRow
@@ -66,13 +68,26 @@ def _row(session: Session, name: str) -> RetentionPolicyRow:
     return row
 
 
-def save(db: Database, name: str, rules: RetentionPolicy, *, description: str = "") -> PolicyRead:
+def save(
+    db: Database,
+    name: str,
+    rules: RetentionPolicy,
+    *,
+    description: str = "",
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
+) -> PolicyRead:
     """Create the policy ``name``, or replace its rules (machines using it follow at their next prune)."""
     try:
         check_slug(name)
     except ValueError as exc:
         raise InvalidCheckpointRequest(f"policy name: {exc}") from None
-    with db.session() as session:
+    with (
+        (security or Gate(db)).guard_sync(
+            identity, "policy.set", target=f"retention policy {name}", params={"rules": rules.flags()}
+        ),
+        db.session() as session,
+    ):
         row = session.scalars(select(RetentionPolicyRow).where(RetentionPolicyRow.name == name)).one_or_none()
         if row is None:
             row = RetentionPolicyRow(name=name)
@@ -94,8 +109,14 @@ def list_all(db: Database) -> list[PolicyRead]:
         return [_read(session, row) for row in rows]
 
 
-def delete(db: Database, name: str) -> None:
-    with db.session() as session:
+def delete(
+    db: Database, name: str, *, identity: Identity = LOCAL_ADMIN, security: Gate | None = None
+) -> None:
+    get(db, name)  # not found: say so before the gate records anything
+    with (
+        (security or Gate(db)).guard_sync(identity, "policy.delete", target=f"retention policy {name}"),
+        db.session() as session,
+    ):
         read = _read(session, row := _row(session, name))
         users = [f"project {p}" for p in read.projects] + [f"machine {m}" for m in read.machines]
         if users:
@@ -125,18 +146,51 @@ def _target(session: Session, *, project: str | None, machine: str | None) -> Pr
     return found
 
 
-def attach(db: Database, name: str, *, project: str | None = None, machine: str | None = None) -> PolicyRead:
+def attach(
+    db: Database,
+    name: str,
+    *,
+    project: str | None = None,
+    machine: str | None = None,
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
+) -> PolicyRead:
     """Make ``name`` the project's default policy, or the machine's own."""
-    with db.session() as session:
+    with (security or Gate(db)).guard_sync(
+        identity, "policy.attach", target=f"retention policy {name} on {project or machine}",
+        project=project or _machine_project(db, machine),
+    ), db.session() as session:  # fmt: skip
         row = _row(session, name)
         _target(session, project=project, machine=machine).retention_policy_id = row.id
         session.flush()
         return _read(session, row)
 
 
-def detach(db: Database, *, project: str | None = None, machine: str | None = None) -> None:
-    with db.session() as session:
+def detach(
+    db: Database,
+    *,
+    project: str | None = None,
+    machine: str | None = None,
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
+) -> None:
+    with (security or Gate(db)).guard_sync(
+        identity, "policy.attach", target=f"retention policy of {project or machine}",
+        project=project or _machine_project(db, machine),
+    ), db.session() as session:  # fmt: skip
         _target(session, project=project, machine=machine).retention_policy_id = None
+
+
+def _machine_project(db: Database, machine: str | None) -> str | None:
+    if machine is None:
+        return None
+    with db.session() as session:
+        row = (
+            repo.machine_by_vmid(session, int(machine))
+            if machine.isdigit()
+            else repo.machine_by_name(session, machine)
+        )
+        return row.project.name if row is not None else None
 
 
 def effective(session: Session, machine: Machine) -> tuple[str, RetentionPolicy] | None:

@@ -31,6 +31,7 @@ from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
 from autovibe.pve import PveError
+from autovibe.security.risk import Subject
 from autovibe.store import repositories as repo
 from autovibe.store.tables import CheckpointMark, Machine
 
@@ -238,16 +239,32 @@ async def apply(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> PruneResult:
     """Delete what ``plans`` remove; return the plans with each item's outcome."""
-    machines = [
+    chosen = [p for p in plans if p.skipped is None and p.to_remove]
+    machines: list[dict[str, Any]] = [
         {"machine": p.machine, "machine_id": p.machine_id, "vmid": p.vmid, "node": p.node,
          "remove": [i.checkpoint for i in p.to_remove]}
-        for p in plans if p.skipped is None and p.to_remove
+        for p in chosen
     ]  # fmt: skip
     if not machines:
         return PruneResult(tuple(plans), None)
     params = {"machines": machines, "lock_wait_s": lock_wait_s}
-    record = await Runner(Journal(deps.db), deps).run(APPLY, params, actor=actor, progress=progress)
+    doomed = sum(len(p.to_remove) for p in chosen)
+    scope = sorted({_project_of(deps, p.machine_id) for p in chosen})
+    async with deps.security.guard(
+        deps.identity,
+        "retention.apply",
+        target=f"{doomed} checkpoint(s) of {len(machines)} machine(s)",
+        project=scope[0] if len(scope) == 1 else None,
+        subject=Subject("retention.apply", count=len(machines)),
+        params={"remove": {p.machine: [i.checkpoint for i in p.to_remove] for p in chosen}},
+    ):
+        record = await Runner(Journal(deps.db), deps).run(APPLY, params, actor=actor, progress=progress)
     return PruneResult(tuple(_with_outcomes(p, record) for p in plans), record.id)
+
+
+def _project_of(deps: MachineDeps, machine_id: int) -> str:
+    with deps.db.session() as session:
+        return session.get_one(Machine, machine_id).project.name
 
 
 def _with_outcomes(machine_plan: MachinePlan, record: OperationRecord) -> MachinePlan:

@@ -21,6 +21,8 @@ from autovibe.checkpoints.service import create
 from autovibe.errors import AutovibeError
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.errors import MachineNotFound, ProjectNotFound
+from autovibe.security.gate import Gate
+from autovibe.security.identity import LOCAL_ADMIN, Identity
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
 from autovibe.store.tables import CheckpointSchedule, Machine, Project
@@ -91,6 +93,20 @@ def _owner(session: Session, *, project: str | None, machine: str | None) -> tup
     return "machine_id", row.id
 
 
+def _scope_project(session: Session, *, project: str | None, machine: str | None) -> str | None:
+    """The project a schedule acts in (checked by the gate); unknown names are left to ``_owner``."""
+    if project is not None:
+        return project
+    if machine is None:
+        return None
+    row = (
+        repo.machine_by_vmid(session, int(machine))
+        if machine.isdigit()
+        else repo.machine_by_name(session, machine)
+    )
+    return row.project.name if row is not None else None
+
+
 def set_schedule(
     db: Database,
     *,
@@ -99,6 +115,8 @@ def set_schedule(
     machine: str | None = None,
     ram: bool = True,
     prune: bool = True,
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
 ) -> ScheduleRead:
     """Create or replace the schedule of a machine or project."""
     if every < MIN_EVERY:
@@ -106,6 +124,11 @@ def set_schedule(
             f"--every: at least {int(MIN_EVERY.total_seconds() // 60)} minutes between scheduled checkpoints"
         )
     with db.session() as session:
+        scope = _scope_project(session, project=project, machine=machine)
+    with (security or Gate(db)).guard_sync(
+        identity, "schedule.set", target=f"checkpoint schedule of {project or machine}", project=scope,
+        params={"every_s": int(every.total_seconds()), "ram": ram, "prune": prune},
+    ), db.session() as session:  # fmt: skip
         column, owner_id = _owner(session, project=project, machine=machine)
         row = session.scalars(
             select(CheckpointSchedule).where(getattr(CheckpointSchedule, column) == owner_id)
@@ -118,9 +141,21 @@ def set_schedule(
         return _read(row, session)
 
 
-def remove_schedule(db: Database, *, project: str | None = None, machine: str | None = None) -> bool:
+def remove_schedule(
+    db: Database,
+    *,
+    project: str | None = None,
+    machine: str | None = None,
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
+) -> bool:
     """Remove the schedule; False when there was none."""
     with db.session() as session:
+        scope = _scope_project(session, project=project, machine=machine)
+    with (security or Gate(db)).guard_sync(
+        identity, "schedule.set", target=f"checkpoint schedule of {project or machine}", project=scope,
+        params={"remove": True},
+    ), db.session() as session:  # fmt: skip
         column, owner_id = _owner(session, project=project, machine=machine)
         row = session.scalars(
             select(CheckpointSchedule).where(getattr(CheckpointSchedule, column) == owner_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,8 @@ from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
 from autovibe.pve import PveApiError
+from autovibe.security.gate import Permit
+from autovibe.security.risk import Risk, Subject
 from autovibe.store import repositories as repo
 from autovibe.store.tables import CheckpointMark, Machine
 
@@ -106,6 +109,32 @@ async def targets(deps: MachineDeps, machine_ids: Sequence[int]) -> dict[int, Ta
             )
         )
     return out
+
+
+def _guard(
+    deps: MachineDeps, action: str, target: Target, checkpoint: str, approval: str | None, **details: Any
+) -> AbstractAsyncContextManager[Risk]:
+    """The security gate for a checkpoint action (roles, risk, approval, audit record)."""
+    return deps.security.guard(
+        deps.identity,
+        action,
+        target=f"checkpoint {checkpoint} of machine {target.name}",
+        project=target.project,
+        subject=Subject(action, machines=[target.labels], details=details),
+        params={"vmid": target.vmid, "checkpoint": checkpoint, **details},
+        approval=approval,
+    )
+
+
+def _guard_sync(deps: MachineDeps, action: str, target: Target, checkpoint: str, **details: Any) -> Permit:
+    return deps.security.guard_sync(
+        deps.identity,
+        action,
+        target=f"checkpoint {checkpoint} of machine {target.name}",
+        project=target.project,
+        subject=Subject(action, machines=[target.labels], details=details),
+        params={"vmid": target.vmid, "checkpoint": checkpoint, **details},
+    )
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -251,6 +280,7 @@ async def create(
     pin: bool = False,
     actor: str,
     prefix: str = "ckpt",
+    approval: str | None = None,
 ) -> Created:
     """Snapshot the machine (with RAM when it runs, unless ``ram`` says otherwise)."""
     if name is not None:
@@ -277,7 +307,8 @@ async def create(
         "pin": pin,
         "actor": actor,
     }
-    record = await Runner(Journal(deps.db), deps).run(CREATE, params, actor=actor)
+    async with _guard(deps, "checkpoint.create", target, name, approval, ram=with_ram, pin=pin):
+        record = await Runner(Journal(deps.db), deps).run(CREATE, params, actor=actor)
     taken = _require(await read_tree(deps, target), name)
     return Created(taken, record.id, ram_skipped=bool(ram) and not running)
 
@@ -363,6 +394,7 @@ async def restore(
     start: bool = False,
     discard_newer: bool = False,
     actor: str,
+    approval: str | None = None,
 ) -> Restored:
     """Roll the machine back to ``name``. A checkpoint with RAM comes back running; ``start`` starts
     one without RAM afterwards. On ZFS, newer checkpoints must go first (``discard_newer``)."""
@@ -395,7 +427,9 @@ async def restore(
         "start": start,
         "discard": blockers,
     }
-    record = await Runner(Journal(deps.db), deps).run(RESTORE, params, actor=actor)
+    details = {"start": start, "discard_newer": len(blockers)} if blockers else {"start": start}
+    async with _guard(deps, "checkpoint.restore", target, name, approval, **details):
+        record = await Runner(Journal(deps.db), deps).run(RESTORE, params, actor=actor)
     after = await locate(deps, target.name)
     return Restored(target.name, name, after.status, tuple(blockers), record.id)
 
@@ -432,6 +466,7 @@ async def branch(
     start: bool = True,
     actor: str,
     progress: Callable[[str, int, int], None] | None = None,
+    approval: str | None = None,
 ) -> OperationRecord:
     """Full-clone checkpoint ``name`` into a new machine ``new_name`` with lineage recorded.
 
@@ -482,7 +517,8 @@ async def branch(
         "parent_machine": target.name,
         "parent_checkpoint": checkpoint.name,
     }
-    return await Runner(Journal(deps.db), deps).run(BRANCH, params, actor=actor, progress=progress)
+    async with _guard(deps, "checkpoint.branch", target, name, approval, new_machine=new_name):
+        return await Runner(Journal(deps.db), deps).run(BRANCH, params, actor=actor, progress=progress)
 
 
 # ---- delete, pin ---------------------------------------------------------------------------------
@@ -520,7 +556,7 @@ DELETE = register(OperationKind("checkpoint.delete", [Step("delete", _delete_ste
 
 
 async def delete(
-    deps: MachineDeps, ref: str, name: str, *, actor: str, force: bool = False
+    deps: MachineDeps, ref: str, name: str, *, actor: str, force: bool = False, approval: str | None = None
 ) -> OperationRecord:
     """Delete a checkpoint. A pinned one is refused unless ``force``; a branch point only warns
     (branches are full clones and do not need it)."""
@@ -538,14 +574,15 @@ async def delete(
         "node": target.node,
         "checkpoint": name,
     }
-    return await Runner(Journal(deps.db), deps).run(DELETE, params, actor=actor)
+    async with _guard(deps, "checkpoint.delete", target, name, approval, force=force and checkpoint.pinned):
+        return await Runner(Journal(deps.db), deps).run(DELETE, params, actor=actor)
 
 
 async def pin(deps: MachineDeps, ref: str, name: str, *, pinned: bool = True) -> Checkpoint:
     """Pin (or unpin) a checkpoint: retention never removes a pinned one."""
     target = await locate(deps, ref)
     _require(await read_tree(deps, target), name)
-    with deps.db.session() as session:
+    with _guard_sync(deps, "checkpoint.pin", target, name, pinned=pinned), deps.db.session() as session:
         _mark_row(session, target.machine_id, name).pinned = pinned
     return _require(await read_tree(deps, target), name)
 

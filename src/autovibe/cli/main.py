@@ -63,6 +63,24 @@ COMMANDS: dict[str, LazyCommand] = {
     "network": LazyCommand(
         "autovibe.cli.commands.network", "Network isolation profiles through the PVE firewall: apply, check."
     ),
+    "user": LazyCommand("autovibe.cli.commands.user", "Users of the hub: add, list, disable, enable."),
+    "token": LazyCommand("autovibe.cli.commands.token", "API tokens: create (shown once), list, revoke."),
+    "role": LazyCommand(
+        "autovibe.cli.commands.role",
+        "Role bindings: viewer, operator, admin, auditor, globally or per project.",
+    ),
+    "audit": LazyCommand(
+        "autovibe.cli.commands.audit", "The tamper-evident audit log: list, show, export, verify."
+    ),
+    "secret": LazyCommand(
+        "autovibe.cli.commands.secret", "Secrets kept encrypted in the store: set, list, delete, rotate-key."
+    ),
+    "approval": LazyCommand(
+        "autovibe.cli.commands.approval", "Approval requests for high-risk actions: list, approve, reject."
+    ),
+    "approve": LazyCommand(
+        "autovibe.cli.commands.approve", "Approve a held high-risk action (another identity)."
+    ),
     "metrics": LazyCommand(
         "autovibe.cli.commands.metrics", "Prometheus metrics: usage, quotas, machines, operations, PVE calls."
     ),

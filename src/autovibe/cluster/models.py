@@ -96,11 +96,15 @@ class DoctorReport(View):
 
 @dataclass(frozen=True)
 class RequiredPrivilege:
-    """A PVE privilege autovibe needs, the ACL path it is checked on, and what it is used for."""
+    """A PVE privilege autovibe needs, the ACL path to grant it on, and what it is used for.
+
+    ``propagate``: the grant must reach the objects below ``path`` (``/vms`` -> every ``/vms/<vmid>``);
+    False for a path checked on itself only (``/``)."""
 
     name: str
     path: str
     used_for: str
+    propagate: bool = True
 
 
 class GuestRef(View):

@@ -21,29 +21,14 @@ from autovibe.cluster.models import (
     RequiredPrivilege,
     StorageView,
 )
+from autovibe.cluster.privileges import required_privileges
 from autovibe.pve import ClusterResource, PveApiError, PveAuthError, PveClient, PveError, PveTlsError
 
-_VMS = "/vms"
-REQUIRED_PRIVILEGES: tuple[RequiredPrivilege, ...] = (
-    RequiredPrivilege("VM.Allocate", _VMS, "create machines"),
-    RequiredPrivilege("VM.Clone", _VMS, "clone templates and checkpoints"),
-    RequiredPrivilege("VM.Config.CPU", _VMS, "set cores"),
-    RequiredPrivilege("VM.Config.Memory", _VMS, "set memory"),
-    RequiredPrivilege("VM.Config.Disk", _VMS, "resize disks"),
-    RequiredPrivilege("VM.Config.Network", _VMS, "attach network profiles"),
-    RequiredPrivilege("VM.Config.Options", _VMS, "set names, tags, descriptions"),
-    RequiredPrivilege("VM.PowerMgmt", _VMS, "start and stop machines"),
-    RequiredPrivilege("VM.Snapshot", _VMS, "take and delete checkpoints"),
-    RequiredPrivilege("VM.Snapshot.Rollback", _VMS, "restore checkpoints"),
-    RequiredPrivilege("VM.Audit", _VMS, "read machine configs and status"),
-    RequiredPrivilege("Datastore.AllocateSpace", "/storage", "allocate disks"),
-    RequiredPrivilege("Datastore.Audit", "/storage", "read storage capacity"),
-    RequiredPrivilege("Sys.Audit", "/nodes", "read node status, time and tasks"),
-    RequiredPrivilege("SDN.Use", "/sdn/zones", "attach machines to bridges"),
-)
-"""What autovibe needs, and the ACL path each privilege is checked on (PVE checks VM privileges on
-``/vms/{vmid}``, storage ones on ``/storage/{id}``, SDN on ``/sdn/zones/{zone}/{vnet}``; holding them
-on the parent with propagation covers every child)."""
+REQUIRED_PRIVILEGES: tuple[RequiredPrivilege, ...] = required_privileges()
+"""What autovibe needs and the ACL path to grant each on, derived from PVE's permission rules for the
+calls autovibe makes (:mod:`autovibe.cluster.privileges`). PVE checks VM privileges on ``/vms/{vmid}``,
+storage ones on ``/storage/{id}``, SDN on ``/sdn/zones/{zone}/{vnet}``: those must be held on the parent
+with propagation. The cluster-wide firewall (IP sets) is checked on ``/`` itself."""
 
 MAX_CLOCK_SKEW = 5.0
 """Seconds of node clock skew the doctor tolerates: PVE tickets, task times and snapshot times are
@@ -143,12 +128,39 @@ def privileges_at(permissions: Mapping[str, Mapping[str, int]], path: str) -> fr
     return frozenset()
 
 
+def privileges_below(permissions: Mapping[str, Mapping[str, int]], path: str) -> frozenset[str]:
+    """The privileges that reach the objects below ``path`` (``/vms`` -> ``/vms/<vmid>``): those held on
+    ``path`` with the propagate flag, or inherited from an ancestor with it."""
+    parent = path
+    while parent not in permissions:
+        if parent == "/":
+            return frozenset()
+        parent = parent.rsplit("/", 1)[0] or "/"
+    return frozenset(priv for priv, propagate in permissions[parent].items() if propagate)
+
+
 def missing_privileges(
     permissions: Mapping[str, Mapping[str, int]],
     required: Sequence[RequiredPrivilege] = REQUIRED_PRIVILEGES,
 ) -> list[RequiredPrivilege]:
-    """The required privileges the credentials lack, in ``required`` order (empty = all held)."""
-    return [need for need in required if need.name not in privileges_at(permissions, need.path)]
+    """The required privileges the credentials lack, in ``required`` order (empty = all held).
+
+    A privilege that must propagate counts only when it reaches below its path: granted on ``/vms``
+    without propagation it covers no VM.
+    """
+    return [
+        need
+        for need in required
+        if need.name not in (privileges_below if need.propagate else privileges_at)(permissions, need.path)
+    ]
+
+
+def missing_by_path(missing: Iterable[RequiredPrivilege]) -> dict[str, list[str]]:
+    """Missing privilege names grouped by ACL path, in the order first seen."""
+    grouped: dict[str, list[str]] = {}
+    for need in missing:
+        grouped.setdefault(need.path, []).append(need.name)
+    return grouped
 
 
 # ---- doctor ----------------------------------------------------------------------------------
@@ -263,15 +275,20 @@ async def _check_privileges(pve: PveClient, *, authid: str | None) -> Check:
         )
     missing = missing_privileges(permissions)
     if not missing:
+        paths = len({need.path for need in REQUIRED_PRIVILEGES})
         return Check(
-            name="privileges", status="ok", detail=f"all {len(REQUIRED_PRIVILEGES)} required privileges held"
+            name="privileges",
+            status="ok",
+            detail=f"all {len(REQUIRED_PRIVILEGES)} required privileges held on {paths} ACL paths",
         )
-    listed = ", ".join(f"{need.name} on {need.path}" for need in missing)
+    listed = "; ".join(
+        f"missing on {path}: {', '.join(names)}" for path, names in missing_by_path(missing).items()
+    )
     who = f"--tokens '{authid}'" if authid and "!" in authid else f"--users '{authid or 'USER@REALM'}'"
     return Check(
         name="privileges",
         status="fail",
-        detail=f"missing {len(missing)}: {listed}",
-        hint=f"grant a role holding them, e.g. pveum acl modify / {who} --roles PVEAdmin "
-        "(a privilege-separated token needs its own ACL too)",
+        detail=listed,
+        hint="run `autovibe pve role --apply` with an administrator's credentials, or grant the roles "
+        f"`autovibe pve role --print` shows to {who} (a privilege-separated token needs its own ACLs too)",
     )

@@ -18,6 +18,8 @@ from autovibe.machines.errors import MachineNameTaken, ProjectNotFound
 from autovibe.machines.scheduler import TaskGate, VmidAllocator
 from autovibe.operations.runner import OpContext, OperationKind, Step, register
 from autovibe.pve import PveApiError, PveClient
+from autovibe.security.gate import Gate
+from autovibe.security.identity import LOCAL_ADMIN, Identity
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
 from autovibe.store.tables import Machine
@@ -53,6 +55,13 @@ class MachineDeps:
     vmids: VmidAllocator = field(default_factory=VmidAllocator)
     hooks: DeployHooks = field(default_factory=DeployHooks)
     now: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
+    # Who is acting, and the security gate every mutating action passes (the same store by default).
+    identity: Identity = LOCAL_ADMIN
+    security: Gate = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.security is None:
+            self.security = Gate(self.db)
 
 
 Ctx = OpContext[MachineDeps]

@@ -20,6 +20,7 @@ from autovibe.machines.profiles import Profile, get_profile
 from autovibe.operations.errors import OperationFailed
 from autovibe.operations.journal import Journal
 from autovibe.operations.runner import Runner
+from autovibe.security.risk import Subject
 from autovibe.store import repositories as repo
 
 # (machine name, step name, step index, step count); "done" at index == count.
@@ -106,6 +107,7 @@ async def deploy(
     actor: str,
     progress: MachineProgress | None = None,
     stop: asyncio.Event | None = None,
+    approval: str | None = None,
 ) -> FleetResult:
     """Deploy every machine of ``request``. Each ends deployed and recorded, or undone and absent.
 
@@ -113,6 +115,28 @@ async def deploy(
     """
     spec = resolved_spec(request, get_profile(profiles, request.profile))
     await deps.hooks.check_quota({"project": spec.project})  # refuse up front, before any operation
+    names = list(spec.names)
+    permit = deps.security.admit(
+        deps.identity,
+        "machine.create",
+        target=f"{len(names)} machine(s) {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}",
+        project=spec.project,
+        subject=Subject("machine.create", machines=[dict(spec.labels)] * len(names)),
+        params={"profile": spec.profile, "count": len(names), "names": names[:50]},
+        approval=approval,
+    )
+    with permit:
+        return await _deploy(deps, spec, actor=actor, progress=progress, stop=stop)
+
+
+async def _deploy(
+    deps: MachineDeps,
+    spec: MachineSpec,
+    *,
+    actor: str,
+    progress: MachineProgress | None,
+    stop: asyncio.Event | None,
+) -> FleetResult:
     runner = Runner(Journal(deps.db), deps)
 
     async def one(params: dict[str, Any]) -> DeployOutcome:

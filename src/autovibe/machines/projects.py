@@ -13,6 +13,8 @@ from sqlalchemy import select
 
 from autovibe.machines.errors import ProjectExists, ProjectNotEmpty, ProjectNotFound
 from autovibe.machines.models import ProjectCreate, ProjectRead
+from autovibe.security.gate import Gate
+from autovibe.security.identity import LOCAL_ADMIN, Identity
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
 from autovibe.store.errors import StoreConflict
@@ -46,9 +48,16 @@ def _not_found(name: str) -> ProjectNotFound:
     return ProjectNotFound(f"no project '{name}'")
 
 
-def create(*, db: Database, request: ProjectCreate) -> ProjectRead:
+def create(
+    *, db: Database, request: ProjectCreate, identity: Identity = LOCAL_ADMIN, security: Gate | None = None
+) -> ProjectRead:
     """Store a new project. Raises :class:`ProjectExists` when the name is taken (also when another
     process wins a race to create the same name: the unique constraint decides)."""
+    with (security or Gate(db)).guard_sync(identity, "project.create", target=f"project {request.name}"):
+        return _create(db, request)
+
+
+def _create(db: Database, request: ProjectCreate) -> ProjectRead:
     taken = ProjectExists(
         f"a project named '{request.name}' already exists",
         hint=f"see it with `autovibe project show {request.name}`, or choose another name",
@@ -86,12 +95,22 @@ def show(*, db: Database, name: str) -> ProjectView:
         return ProjectView(_read(row), tuple(sorted(machine.name for machine in row.machines)))
 
 
-def delete(*, db: Database, name: str) -> ProjectRead:
+def delete(
+    *, db: Database, name: str, identity: Identity = LOCAL_ADMIN, security: Gate | None = None
+) -> ProjectRead:
     """Forget an empty project and return what it was.
 
     Raises :class:`ProjectNotFound`, or :class:`ProjectNotEmpty` naming the machines it still owns
     (delete them first: a project is what their usage and quotas are accounted to).
     """
+    show(db=db, name=name)  # not found: say so before the gate records anything
+    with (security or Gate(db)).guard_sync(
+        identity, "project.delete", target=f"project {name}", project=name
+    ):
+        return _delete(db, name)
+
+
+def _delete(db: Database, name: str) -> ProjectRead:
     with db.session() as session:
         row = repo.project_by_name(session, name)
         if row is None:

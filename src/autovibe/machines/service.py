@@ -18,6 +18,7 @@ from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
 from autovibe.pve import ClusterResource
+from autovibe.security.risk import Subject
 from autovibe.store import repositories as repo
 from autovibe.store.tables import Machine
 
@@ -70,7 +71,19 @@ async def show(deps: MachineDeps, ref: str) -> MachineRead:
     return _read(row, project, await _vms(deps))
 
 
-async def power(deps: MachineDeps, ref: str, action: PowerAction) -> MachineRead:
+def project_of(deps: MachineDeps, row: Machine) -> str:
+    with deps.db.session() as session:
+        return session.get_one(Machine, row.id).project.name
+
+
+def subject_of(action: str, row: Machine, **details: Any) -> Subject:
+    """What the security gate weighs for an action on one machine: its labels, and ``details``."""
+    return Subject(action, machines=[{str(k): str(v) for k, v in row.labels.items()}], details=details)
+
+
+async def power(
+    deps: MachineDeps, ref: str, action: PowerAction, *, approval: str | None = None
+) -> MachineRead:
     """Start, stop, shut down or reboot, waiting for PVE's task (lock conflicts are retried)."""
     row = find(deps, ref)
     live = (await _vms(deps)).get(row.vmid)
@@ -80,13 +93,22 @@ async def power(deps: MachineDeps, ref: str, action: PowerAction) -> MachineRead
             hint=f"remove the record with `autovibe machine delete {row.name}`",
         )
     node = str(live.node)
-    await deps.gate.task(
-        deps.pve,
-        node=node,
-        vmid=row.vmid,
-        start=lambda: deps.pve.post(f"/nodes/{node}/qemu/{row.vmid}/status/{action}"),
-        what=f"{action} VM {row.vmid}",
-    )
+    async with deps.security.guard(
+        deps.identity,
+        f"machine.{action}",
+        target=f"machine {row.name}",
+        project=project_of(deps, row),
+        subject=subject_of(f"machine.{action}", row),
+        params={"vmid": row.vmid},
+        approval=approval,
+    ):
+        await deps.gate.task(
+            deps.pve,
+            node=node,
+            vmid=row.vmid,
+            start=lambda: deps.pve.post(f"/nodes/{node}/qemu/{row.vmid}/status/{action}"),
+            what=f"{action} VM {row.vmid}",
+        )
     return await show(deps, row.name)
 
 
@@ -117,7 +139,13 @@ DELETE = register(
 
 
 async def delete(
-    deps: MachineDeps, ref: str, *, actor: str, reason: str = "requested", final_checkpoint: bool = False
+    deps: MachineDeps,
+    ref: str,
+    *,
+    actor: str,
+    reason: str = "requested",
+    final_checkpoint: bool = False,
+    approval: str | None = None,
 ) -> OperationRecord:
     """Stop and purge the VM, then forget the machine. Resumable: ``ops resume`` finishes it.
 
@@ -131,7 +159,16 @@ async def delete(
         "profile": row.profile,
         "final_checkpoint": final_checkpoint,
     }
-    return await Runner(Journal(deps.db), deps).run(DELETE, params, actor=actor)
+    async with deps.security.guard(
+        deps.identity,
+        "machine.delete",
+        target=f"machine {row.name}",
+        project=project_of(deps, row),
+        subject=subject_of("machine.delete", row),
+        params={"vmid": row.vmid, "reason": reason},
+        approval=approval,
+    ):
+        return await Runner(Journal(deps.db), deps).run(DELETE, params, actor=actor)
 
 
 # ---- leases --------------------------------------------------------------------------------------
@@ -139,7 +176,16 @@ def extend_lease(deps: MachineDeps, ref: str, ttl: timedelta) -> datetime:
     """Push the machine's expiry ``ttl`` further (from now if it had none or has passed)."""
     row = find(deps, ref)
     now = deps.now()
-    with deps.db.session() as session:
+    with (
+        deps.security.guard_sync(
+            deps.identity,
+            "machine.extend",
+            target=f"machine {row.name}",
+            project=project_of(deps, row),
+            params={"ttl_s": ttl.total_seconds()},
+        ),
+        deps.db.session() as session,
+    ):
         stored = session.get_one(Machine, row.id)
         base = stored.expires_at if stored.expires_at and stored.expires_at > now else now
         stored.expires_at = base + ttl

@@ -31,6 +31,7 @@ from autovibe.network.firewall import (
 )
 from autovibe.network.profiles import PVE_HOSTS, NetworkProfile, NetworkProfileInvalid, get_profile
 from autovibe.network.resolve import Resolver, resolve_all
+from autovibe.security.risk import Subject
 from autovibe.store.tables import Machine
 
 
@@ -194,7 +195,9 @@ async def apply_to_vm(
     return changes, [*warnings, *await firewall_warnings(deps, node)]
 
 
-async def apply(deps: MachineDeps, ctx: NetworkContext, ref: str, profile_name: str) -> ApplyReport:
+async def apply(
+    deps: MachineDeps, ctx: NetworkContext, ref: str, profile_name: str, *, approval: str | None = None
+) -> ApplyReport:
     """Apply a profile to a tracked machine and remember it as the machine's profile. Idempotent: running
     it again after an interruption finishes the job (nothing is undone, so nothing needs journaling)."""
     profile = get_profile(ctx.profiles, profile_name)
@@ -204,7 +207,19 @@ async def apply(deps: MachineDeps, ctx: NetworkContext, ref: str, profile_name: 
             f"machine '{target.name}' (VM {target.vmid}) no longer exists in PVE",
             hint=f"remove the record with `autovibe machine delete {target.name}`",
         )
-    changes, warnings = await apply_to_vm(deps, ctx, node=target.node, vmid=target.vmid, profile=profile)
+    open_profile = not profile.isolating or profile.policy_out == "ACCEPT"
+    async with deps.security.guard(
+        deps.identity,
+        "network.apply",
+        target=f"machine {target.name}",
+        project=target.project,
+        subject=Subject(
+            "network.apply", machines=[dict(target.labels)], details={"network_open": open_profile}
+        ),
+        params={"vmid": target.vmid, "profile": profile.name},
+        approval=approval,
+    ):
+        changes, warnings = await apply_to_vm(deps, ctx, node=target.node, vmid=target.vmid, profile=profile)
     with deps.db.session() as session:
         row = session.scalars(select(Machine).where(Machine.vmid == target.vmid)).one()
         row.network_profile = profile.name
@@ -262,6 +277,8 @@ class RefreshReport:
 async def refresh(deps: MachineDeps, ctx: NetworkContext) -> RefreshReport:
     """Re-resolve the host names of every profile in use and update their IP sets (members added before
     stale ones go; a name that does not resolve now keeps its old members)."""
+    with deps.security.guard_sync(deps.identity, "network.refresh", target="network IP sets"):
+        pass  # roles and the audit record; refreshing only follows DNS answers for profiles in use
     with deps.db.session() as session:
         in_use = sorted({n for n in session.scalars(select(Machine.network_profile)) if n})
     changes: list[str] = []

@@ -24,7 +24,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from autovibe.sim.errors import SimApiError, SimAuthError
-from autovibe.sim.privileges import ROLES, ROOT_USERID, capabilities, has_privileges, normalize_path
+from autovibe.sim.privileges import (
+    PRIVILEGES,
+    ROLES,
+    ROOT_USERID,
+    capabilities,
+    has_privileges,
+    normalize_path,
+)
 from autovibe.sim.registry import Identity
 
 # AccessControl.pm: $ticket_lifetime = 2 h, $auth_graceperiod = 5 min (also allowed clock skew ahead).
@@ -124,6 +131,8 @@ class AccessState:
     users: dict[str, User]
     acls: list[AclEntry]
     signing_key: bytes
+    # Custom roles (``POST /access/roles``), next to the built-in ``ROLES``: role id -> privileges.
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
     # secret-record -> HMAC of the last secret that matched it, so a token costs one scrypt per process.
     _verified: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
@@ -196,12 +205,41 @@ class AccessState:
         norm = normalize_path(path)
         if norm is None:
             raise ValueError(f"invalid ACL path '{path}'")
-        if roleid not in ROLES:
+        if self.role_privileges(roleid) is None:
             raise ValueError(f"role '{roleid}' does not exist")
         if not self.has_ugid(ugid):
             raise ValueError(f"no such user or token '{ugid}'")
         self.remove_acl(norm, ugid, roleid)
         self.acls.append(AclEntry(norm, ugid, roleid, propagate))
+
+    def role_privileges(self, roleid: str) -> frozenset[str] | None:
+        """The privileges of a built-in or custom role; None when no such role exists."""
+        builtin = ROLES.get(roleid)
+        return builtin if builtin is not None else self.roles.get(roleid)
+
+    def add_role(self, roleid: str, privs: Iterable[str] = ()) -> None:
+        """Create a custom role (Role.pm create_role). Raises ValueError if it exists or is reserved."""
+        if re.match(r"^PVE", roleid, re.IGNORECASE):
+            raise ValueError("cannot use role ID starting with the (case-insensitive) 'PVE' namespace")
+        if self.role_privileges(roleid) is not None:
+            raise ValueError(f"role '{roleid}' already exists")
+        self.roles[roleid] = _known_privileges(privs)
+
+    def set_role_privileges(self, roleid: str, privs: Iterable[str], *, append: bool = False) -> None:
+        """Replace (or with ``append`` extend) a custom role's privileges (Role.pm update_role)."""
+        if roleid in ROLES:
+            raise ValueError(f"auto-generated role '{roleid}' cannot be modified")
+        if roleid not in self.roles:
+            raise ValueError(f"role '{roleid}' does not exist")
+        self.roles[roleid] = _known_privileges(privs) | (self.roles[roleid] if append else frozenset())
+
+    def remove_role(self, roleid: str) -> None:
+        """Delete a custom role. Like PVE, ACL entries naming it stay and simply grant nothing."""
+        if roleid in ROLES:
+            raise ValueError(f"auto-generated role '{roleid}' cannot be deleted")
+        if roleid not in self.roles:
+            raise ValueError(f"role '{roleid}' does not exist")
+        del self.roles[roleid]
 
     def remove_acl(self, path: str, ugid: str, roleid: str) -> None:
         self.acls = [e for e in self.acls if (e.path, e.ugid, e.roleid) != (path, ugid, roleid)]
@@ -227,20 +265,33 @@ class AccessState:
     def apply_config(self, config: Mapping[str, Any]) -> None:
         """Add users, tokens and ACLs from a plain mapping (a JSON/TOML file, a test fixture).
 
-        ``{"users": [{"userid", "password", "roles": [[path, role], ...]}],
+        ``{"roles": [{"roleid", "privs": [priv, ...]}],
+          "users": [{"userid", "password", "roles": [[path, role], ...]}],
           "tokens": [{"id": "user@realm!name", "secret", "privsep": bool}],
           "acl": [{"path", "ugid", "role", "propagate": bool}]}``. Every key is optional. A listed user
         gets exactly the listed roles (none when ``roles`` is absent); an existing user (root@pam)
         gets its password replaced. Tokens default to ``privsep`` False, like ``add_token``.
         Raises ValueError naming the bad entry (``users[2]: ...``); earlier entries stay applied.
         """
-        appliers = (("users", self._apply_user), ("tokens", self._apply_token), ("acl", self._apply_acl))
+        appliers = (
+            ("roles", self._apply_role),
+            ("users", self._apply_user),
+            ("tokens", self._apply_token),
+            ("acl", self._apply_acl),
+        )
         for section, apply in appliers:
             for index, entry in enumerate(config.get(section, [])):
                 try:
                     apply(entry)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ValueError(f"access config {section}[{index}]: {exc}") from exc
+
+    def _apply_role(self, entry: Mapping[str, Any]) -> None:
+        roleid, privs = str(entry["roleid"]), [str(p) for p in entry.get("privs", [])]
+        if roleid in self.roles:
+            self.set_role_privileges(roleid, privs)
+        else:
+            self.add_role(roleid, privs)
 
     def _apply_user(self, entry: Mapping[str, Any]) -> None:
         userid, password = str(entry["userid"]), entry.get("password")
@@ -267,6 +318,7 @@ class AccessState:
         return {
             "users": {uid: asdict(user) for uid, user in self.users.items()},
             "acl": [asdict(e) for e in self.acls],
+            "roles": {roleid: sorted(privs) for roleid, privs in sorted(self.roles.items())},
             "signing_key": _b64(self.signing_key),
         }
 
@@ -277,7 +329,8 @@ class AccessState:
             tokens = {name: Token(**tok) for name, tok in raw.get("tokens", {}).items()}
             users[uid] = User(**{**raw, "tokens": tokens})
         acls = [AclEntry(**e) for e in data.get("acl", [])]
-        return cls(users=users, acls=acls, signing_key=base64.b64decode(data["signing_key"]))
+        roles = {roleid: frozenset(privs) for roleid, privs in data.get("roles", {}).items()}
+        return cls(users=users, acls=acls, signing_key=base64.b64decode(data["signing_key"]), roles=roles)
 
     # ---- tickets --------------------------------------------------------------------------------
     def issue_ticket(self, userid: str, now: float) -> str:
@@ -359,6 +412,14 @@ class AccessState:
             "CSRFPreventionToken": self.issue_csrf_token(userid, now),
             "cap": capabilities(self, identity),
         }
+
+
+def _known_privileges(privs: Iterable[str]) -> frozenset[str]:
+    """AccessControl.pm add_role_privs: every name must be a PVE privilege."""
+    chosen = frozenset(privs)
+    for priv in sorted(chosen - PRIVILEGES):
+        raise ValueError(f"invalid privilege '{priv}'")
+    return chosen
 
 
 def _fresh(issued: int, now: float) -> bool:

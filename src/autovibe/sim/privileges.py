@@ -154,7 +154,7 @@ def _compile(access: AccessState, ugid: str, path: str, pools: Pools | None) -> 
                 roles.setdefault(role, False)  # pool-derived roles never propagate
     privs: dict[str, bool] = {}
     for role, propagate in roles.items():
-        for priv in ROLES.get(role, frozenset()):
+        for priv in access.role_privileges(role) or frozenset():
             privs[priv] = privs.get(priv, False) or propagate
     return privs
 

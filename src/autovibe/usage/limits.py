@@ -83,7 +83,10 @@ def set_limits(deps: MachineDeps, ref: str, **values: float | int | None) -> Lim
         raise LimitsInvalid(f"unknown limit(s): {', '.join(sorted(unknown))}")
     _check(values)  # bad values are refused before the machine is even looked up
     row = machines.find(deps, ref)
-    with deps.db.session() as session:
+    with deps.security.guard_sync(
+        deps.identity, "limits.set", target=f"limits of machine {row.name}",
+        project=machines.project_of(deps, row), params=dict(values),
+    ), deps.db.session() as session:  # fmt: skip
         limits = session.get(MachineLimits, row.id) or MachineLimits(machine_id=row.id)
         merged = {key: getattr(limits, key) for key in FIELDS} | values
         _check_idle_pair(merged)

@@ -21,6 +21,9 @@ from sqlalchemy.orm import Session
 
 from autovibe.errors import AutovibeDenied, AutovibeInvalid
 from autovibe.machines.errors import ProjectNotFound
+from autovibe.security.gate import Gate
+from autovibe.security.identity import LOCAL_ADMIN, Identity
+from autovibe.security.risk import Subject
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
 from autovibe.store.tables import Machine, Project, ProjectQuota, UsageHourly, UsageSeries
@@ -174,7 +177,17 @@ def status(db: Database, *, now: datetime, project: str | None = None) -> list[P
         return [_status(session, p, now) for p in projects]
 
 
-def set_quota(db: Database, project: str, metric: str, limit: float, period: str = "month") -> None:
+def set_quota(
+    db: Database,
+    project: str,
+    metric: str,
+    limit: float,
+    period: str = "month",
+    *,
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
+    approval: str | None = None,
+) -> None:
     if metric not in METRICS:
         raise QuotaInvalid(f"unknown quota metric '{metric}': use one of {', '.join(METRICS)}")
     if period not in PERIODS:
@@ -187,16 +200,40 @@ def set_quota(db: Database, project: str, metric: str, limit: float, period: str
             raise ProjectNotFound(
                 f"no project '{project}'", hint="list projects with `autovibe project list`"
             )
+        project_id = found.id
         row = session.scalars(
-            select(ProjectQuota).where(ProjectQuota.project_id == found.id, ProjectQuota.metric == metric)
+            select(ProjectQuota).where(ProjectQuota.project_id == project_id, ProjectQuota.metric == metric)
+        ).one_or_none()
+        factor = float(limit) / row.limit if row is not None and row.limit else 1.0
+    with (
+        (security or Gate(db)).guard_sync(
+            identity,
+            "quota.set",
+            target=f"{metric} quota of project {project}",
+            project=project,
+            subject=Subject("quota.set", details={"quota_factor": round(factor, 2)}),
+            params={"metric": metric, "limit": limit, "period": period},
+            approval=approval,
+        ),
+        db.session() as session,
+    ):
+        row = session.scalars(
+            select(ProjectQuota).where(ProjectQuota.project_id == project_id, ProjectQuota.metric == metric)
         ).one_or_none()
         if row is None:
-            row = ProjectQuota(project_id=found.id, metric=metric)
+            row = ProjectQuota(project_id=project_id, metric=metric)
             session.add(row)
         row.limit, row.period = float(limit), period
 
 
-def unset_quota(db: Database, project: str, metric: str | None = None) -> int:
+def unset_quota(
+    db: Database,
+    project: str,
+    metric: str | None = None,
+    *,
+    identity: Identity = LOCAL_ADMIN,
+    security: Gate | None = None,
+) -> int:
     """Remove one quota of the project, or all of them; returns how many were removed."""
     if metric is not None and metric not in METRICS:
         raise QuotaInvalid(f"unknown quota metric '{metric}': use one of {', '.join(METRICS)}")
@@ -206,9 +243,23 @@ def unset_quota(db: Database, project: str, metric: str | None = None) -> int:
             raise ProjectNotFound(
                 f"no project '{project}'", hint="list projects with `autovibe project list`"
             )
+        project_id = found.id
+    with (
+        (security or Gate(db)).guard_sync(
+            identity,
+            "quota.set",
+            target=f"quotas of project {project}",
+            project=project,
+            subject=Subject(
+                "quota.set", details={"quota_factor": 10.0}
+            ),  # lifting a cap: as loose as it gets
+            params={"unset": metric or "all"},
+        ),
+        db.session() as session,
+    ):
         rows = [
             q
-            for q in session.scalars(select(ProjectQuota).where(ProjectQuota.project_id == found.id))
+            for q in session.scalars(select(ProjectQuota).where(ProjectQuota.project_id == project_id))
             if metric is None or q.metric == metric
         ]
         for row in rows:

@@ -16,6 +16,8 @@ from autovibe.checkpoints.errors import (
     RestoreNeedsDiscard,
 )
 from autovibe.machines import fleet
+from autovibe.security import identity
+from autovibe.security.gate import ApprovalRequired
 from autovibe.machines import service as machines
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.models import MachineCreate, parse_request
@@ -96,7 +98,15 @@ async def test_zfs_restore_to_an_older_checkpoint_needs_discard(deps: MachineDep
         await checkpoints.restore(deps, "agent", "s1", discard_newer=True, actor="tester")
     await checkpoints.pin(deps, "agent", "s2", pinned=False)
 
-    restored = await checkpoints.restore(deps, "agent", "s1", discard_newer=True, actor="tester")
+    # Discarding newer checkpoints is high risk: held until another identity approves it.
+    with pytest.raises(ApprovalRequired) as held:
+        await checkpoints.restore(deps, "agent", "s1", discard_newer=True, actor="tester")
+    identity.add_user(deps.db, "bob")
+    identity.bind(deps.db, "bob", "admin")
+    deps.security.decide(identity.identity_of(deps.db, "bob"), held.value.approval_id, approve=True)
+    restored = await checkpoints.restore(
+        deps, "agent", "s1", discard_newer=True, actor="tester", approval=held.value.approval_id
+    )
 
     assert restored.discarded == ("s3", "s2")
     assert [c.name for c in (await checkpoints.tree(deps, "agent")).checkpoints] == ["s1"]

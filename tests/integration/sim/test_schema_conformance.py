@@ -114,7 +114,8 @@ def _params(key: Key) -> dict[str, Json]:
 class Prepared:
     """A saved cluster: VM 100 (linked clone of 9000) running with snapshot ``snap1`` (RAM saved),
     VM 101 stopped, pool ``team`` holding storage ``shared``, root@pam with the password
-    ``ROOT_PASSWORD``, its token ``test`` (the client's) and a spare token ``spare``.
+    ``ROOT_PASSWORD``, its token ``test`` (the client's) and a spare token ``spare``, custom role
+    ``Walker``.
 
     ``done`` is the UPID of a finished task (the snapshot). ``fresh()`` is a new ``SimApp`` on a copy
     of that state, the way a persisted cluster is reopened, so each walk starts from the same place.
@@ -152,6 +153,7 @@ async def _prepare() -> Prepared:
         await driver.ok("POST", "/nodes/pve1/qemu/100/status/start")
         snapshot = await driver.ok("POST", "/nodes/pve1/qemu/100/snapshot", snapname="snap1", vmstate=True)
         await driver.call("POST", "/access/users/root@pam/token/spare", privsep=False)
+        await driver.call("POST", "/access/roles", roleid="Walker", privs="VM.Audit,Sys.Audit")
         await driver.call("POST", "/pools", poolid="team", comment="walk")
         await driver.call("PUT", "/pools", poolid="team", storage="shared")
         await _prepare_firewall(driver)
@@ -214,6 +216,7 @@ PATH_DEFAULTS = {
     "pos": "0",
     "group": "web",
     "iface": "vmbr0",
+    "roleid": "Walker",
 }
 # Schema-valid stand-in for {upid} where only validation runs (invalid samples).
 SAMPLE_UPID = "UPID:pve1:00001234:00005678:66F0A1B2:qmstart:100:root@pam:"
@@ -249,6 +252,9 @@ WALKS: dict[Key, Walk] = {
         params={"path": "/vms/100", "roles": "PVEVMUser", "tokens": "root@pam!spare"}
     ),
     ("POST", TOKEN): Walk(path={"tokenid": "fresh"}, params={"comment": "walk", "privsep": 1}),
+    ("POST", "/access/roles"): Walk(params={"roleid": "Fresh", "privs": "VM.Audit,Sys.Audit"}),
+    ("PUT", "/access/roles/{roleid}"): Walk(params={"privs": "VM.Console", "append": 1}),
+    ("POST", "/access/users"): Walk(params={"userid": "fresh@pve", "comment": "walk", "expire": 0}),
     ("PUT", TOKEN): Walk(params={"comment": "walked", "expire": 0}),
     ("POST", QEMU): Walk(params={"vmid": 200, "name": "fresh", "memory": 1024, "scsi0": "local-lvm:1"}),
     ("DELETE", VM): Walk(path={"vmid": "101"}),

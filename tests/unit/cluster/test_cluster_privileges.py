@@ -10,24 +10,29 @@ from autovibe.cluster.service import REQUIRED_PRIVILEGES, missing_privileges, pr
 NAMES = [need.name for need in REQUIRED_PRIVILEGES]
 
 
-def test_required_list_is_the_documented_fifteen() -> None:
-    assert NAMES == [
-        "VM.Allocate",
-        "VM.Clone",
-        "VM.Config.CPU",
-        "VM.Config.Memory",
-        "VM.Config.Disk",
-        "VM.Config.Network",
-        "VM.Config.Options",
-        "VM.PowerMgmt",
-        "VM.Snapshot",
-        "VM.Snapshot.Rollback",
-        "VM.Audit",
-        "Datastore.AllocateSpace",
-        "Datastore.Audit",
-        "Sys.Audit",
-        "SDN.Use",
-    ]
+def test_required_list_is_derived_per_acl_path() -> None:
+    by_path: dict[str, list[str]] = {}
+    for need in REQUIRED_PRIVILEGES:
+        by_path.setdefault(need.path, []).append(need.name)
+    assert by_path == {
+        "/vms": [
+            "VM.Allocate",
+            "VM.Audit",
+            "VM.Clone",
+            "VM.Config.CPU",
+            "VM.Config.Disk",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.Options",
+            "VM.PowerMgmt",
+            "VM.Snapshot",
+        ],
+        "/storage": ["Datastore.AllocateSpace", "Datastore.Audit"],
+        "/nodes": ["Sys.Audit"],
+        "/sdn/zones": ["SDN.Use"],
+        "/": ["Sys.Audit", "Sys.Modify"],
+    }
+    assert {need.path for need in REQUIRED_PRIVILEGES if not need.propagate} == {"/"}
 
 
 def test_everything_on_root_with_propagation_leaves_nothing_missing() -> None:
@@ -35,7 +40,14 @@ def test_everything_on_root_with_propagation_leaves_nothing_missing() -> None:
 
 
 def test_root_without_propagation_covers_no_child_path() -> None:
-    assert missing_privileges({"/": dict.fromkeys(NAMES, 0)}) == list(REQUIRED_PRIVILEGES)
+    missing = missing_privileges({"/": dict.fromkeys(NAMES, 0)})
+    assert missing == [need for need in REQUIRED_PRIVILEGES if need.path != "/"]
+
+
+def test_a_parent_grant_without_propagation_covers_no_guest() -> None:
+    permissions = {"/": {"Sys.Audit": 1, "Sys.Modify": 0}, "/vms": dict.fromkeys(NAMES, 0)}
+    missing = missing_privileges(permissions)
+    assert {need.path for need in missing} == {"/vms", "/storage", "/sdn/zones"}
 
 
 def test_nothing_granted_means_everything_missing() -> None:
@@ -57,13 +69,14 @@ def test_nearest_listed_ancestor_decides_for_unlisted_paths() -> None:
 def test_vm_admin_on_vms_only_leaves_storage_node_and_sdn_privileges_missing() -> None:
     vm_privileges = {name: 1 for name in NAMES if name.startswith("VM.")}
     missing = missing_privileges({"/vms": vm_privileges})
-    assert [need.name for need in missing] == [
-        "Datastore.AllocateSpace",
-        "Datastore.Audit",
-        "Sys.Audit",
-        "SDN.Use",
+    assert [(need.path, need.name) for need in missing] == [
+        ("/storage", "Datastore.AllocateSpace"),
+        ("/storage", "Datastore.Audit"),
+        ("/nodes", "Sys.Audit"),
+        ("/sdn/zones", "SDN.Use"),
+        ("/", "Sys.Audit"),
+        ("/", "Sys.Modify"),
     ]
-    assert {need.path for need in missing} == {"/storage", "/nodes", "/sdn/zones"}
 
 
 @given(

@@ -418,3 +418,98 @@ def test_roles_list(cluster):
         "privs": "VM.Audit,VM.Clone",
         "special": 1,
     }
+
+
+# ---- custom roles and users --------------------------------------------------------------------
+
+
+def test_custom_role_lifecycle_through_the_handlers(cluster):
+    call(cluster, "POST", "/access/roles", ROOT, roleid="Hub", privs="VM.Audit,VM.Snapshot")
+    roles = {row["roleid"]: row for row in call(cluster, "GET", "/access/roles", ALICE)}
+    assert roles["Hub"] == {"roleid": "Hub", "privs": "VM.Audit,VM.Snapshot"}  # no "special"
+    assert call(cluster, "GET", "/access/roles/{roleid}", ALICE, roleid="Hub") == {
+        "VM.Audit": 1,
+        "VM.Snapshot": 1,
+    }
+    call(cluster, "PUT", "/access/roles/{roleid}", ROOT, roleid="Hub", privs="VM.Console", append=1)
+    assert cluster.access.roles["Hub"] == {"VM.Audit", "VM.Snapshot", "VM.Console"}
+    call(cluster, "PUT", "/access/roles/{roleid}", ROOT, roleid="Hub", privs="VM.Audit")
+    assert cluster.access.roles["Hub"] == {"VM.Audit"}
+    call(cluster, "DELETE", "/access/roles/{roleid}", ROOT, roleid="Hub")
+    assert "Hub" not in cluster.access.roles
+
+
+ROLE = "/access/roles/{roleid}"
+AUDIT = "Sys.Audit"
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "params", "status", "text"),
+    [
+        ("POST", "/access/roles", {"roleid": "PVEMine"}, 400, "'PVE' namespace"),
+        ("POST", "/access/roles", {"roleid": "PVEAdmin"}, 400, "'PVE' namespace"),
+        ("POST", "/access/roles", {"roleid": "Administrator"}, 500, "role 'Administrator' already exists"),
+        ("PUT", ROLE, {"roleid": "PVEAuditor", "privs": AUDIT}, 500, "role 'PVEAuditor' cannot be modified"),
+        ("PUT", ROLE, {"roleid": "Ghost", "privs": AUDIT}, 500, "update role failed: role 'Ghost' does not"),
+        ("DELETE", ROLE, {"roleid": "NoAccess"}, 500, "cannot be deleted"),
+        ("GET", ROLE, {"roleid": "Ghost"}, 500, "role 'Ghost' does not exist"),
+    ],
+)  # fmt: skip
+def test_role_handlers_refuse_like_pve(cluster, method, template, params, status, text):
+    error = api_error(cluster, method, template, ROOT, **params)
+    assert error.status == status
+    assert text in (json.dumps(error.errors) if error.errors else error.message)
+
+
+def test_a_custom_role_grants_through_acls_and_survives_a_save(cluster):
+    cluster.access.add_role("Snapper", ["VM.Snapshot", "VM.Audit"])
+    cluster.access.add_token("alice@pve", "ci", "s", privsep=True)
+    call(
+        cluster,
+        "PUT",
+        "/access/acl",
+        ROOT,
+        path="/vms",
+        roles="Snapper",
+        users="alice@pve",
+        tokens="alice@pve!ci",
+    )
+    token = Identity("alice@pve", "ci")
+    assert set(effective_privileges(cluster.access, token, "/vms/101")) == {"VM.Snapshot", "VM.Audit"}
+    reloaded = AccessState.from_dict(json.loads(json.dumps(cluster.access.to_dict())))
+    assert reloaded.roles == {"Snapper": frozenset({"VM.Snapshot", "VM.Audit"})}
+    assert set(effective_privileges(reloaded, token, "/vms/101")) == {"VM.Snapshot", "VM.Audit"}
+    # Like PVE, deleting the role leaves the ACL entries, which then grant nothing.
+    cluster.access.remove_role("Snapper")
+    assert effective_privileges(cluster.access, token, "/vms/101") == {}
+    with pytest.raises(ValueError, match=r"invalid privilege 'VM\.Teleport'"):
+        cluster.access.add_role("Bad", ["VM.Teleport"])
+
+
+def test_apply_config_creates_custom_roles_before_users(access):
+    access.apply_config(
+        {
+            "roles": [{"roleid": "Viewer", "privs": ["VM.Audit"]}],
+            "users": [{"userid": "vic@pve", "roles": [["/vms", "Viewer"]]}],
+        }
+    )
+    assert set(effective_privileges(access, Identity("vic@pve"), "/vms/100")) == {"VM.Audit"}
+
+
+def test_user_create_and_read_through_the_handlers(cluster):
+    call(cluster, "POST", "/access/users", ROOT, userid="bot@pve", comment="robot")
+    cluster.access.add_token("bot@pve", "ci", privsep=True, comment="pipeline")
+    assert call(cluster, "GET", "/access/users/{userid}", ROOT, userid="bot@pve") == {
+        "enable": 1,
+        "expire": 0,
+        "groups": [],
+        "comment": "robot",
+        "tokens": {"ci": {"privsep": 1, "expire": 0, "comment": "pipeline"}},
+    }
+    assert cluster.access.users["bot@pve"].password_hash is None  # no password: tokens only
+    error = api_error(cluster, "POST", "/access/users", ROOT, userid="bot@pve")
+    assert (error.status, error.message) == (500, "create user failed: user 'bot@pve' already exists")
+    error = api_error(cluster, "POST", "/access/users", ROOT, userid="grp@pve", groups="admins")
+    assert "no such group 'admins'" in error.message
+    error = api_error(cluster, "GET", "/access/users/{userid}", ROOT, userid="ghost@pve")
+    assert error.message == "no such user ('ghost@pve')"

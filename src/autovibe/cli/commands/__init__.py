@@ -7,7 +7,7 @@ module light: it is imported before any command runs, heavy imports belong insid
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, MutableMapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,12 +44,36 @@ def load_cli_settings(ctx: typer.Context) -> Settings:
 
     Raises ``SettingsInvalid`` (exit code 2) naming the bad setting.
     """
+    from autovibe.security.secrets import register_settings_secrets
     from autovibe.settings import load_settings
 
     state = cli_state(ctx)
     settings = load_settings(config_path=state.config_path, overrides=state.overrides)
+    register_settings_secrets(settings)
     configure_logging(settings.log_level, verbose=state.verbose)
+    _warn_about_config_permissions(state)
     return settings
+
+
+_warned_configs: set[Path] = set()
+
+
+def _warn_about_config_permissions(state: CliState) -> None:
+    """Once per process and file: a config file holding secrets that other users can read."""
+    import os
+
+    from autovibe.cli import render
+    from autovibe.security.secrets import config_permissions_warning
+    from autovibe.settings import CONFIG_ENV, default_config_path
+
+    env_path = os.environ.get(CONFIG_ENV)  # the same choice load_settings makes
+    path = state.config_path or (Path(env_path).expanduser() if env_path else default_config_path())
+    if path in _warned_configs:
+        return
+    _warned_configs.add(path)
+    warning = config_permissions_warning(path)
+    if warning is not None:
+        render.note(f"warning: {warning}")
 
 
 def show_help_without_subcommand(ctx: typer.Context) -> None:
@@ -62,18 +86,19 @@ def show_help_without_subcommand(ctx: typer.Context) -> None:
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-# Log keys whose values are credentials; matched as substrings, case-insensitively.
-_SECRET_KEYS = ("password", "secret", "token", "ticket", "authorization", "cookie", "csrf")
 
 
 def configure_logging(level: str, *, verbose: int = 0) -> None:
     """structlog to stderr (stdout is for output and ``--json``): JSON lines when stderr is not a
     terminal, readable lines when it is; ``-v`` lowers the level to info, ``-vv`` to debug.
-    Values under secret-looking keys are replaced before any renderer sees them."""
+    Secrets (values under secret-looking keys, token-like text, registered values) are masked before
+    any renderer sees them, in autovibe's structlog events and in stdlib records of libraries alike."""
     import logging
     import sys
 
     import structlog
+
+    from autovibe.security.secrets import RedactingFilter, redact_processor
 
     threshold = min(_LEVELS.get(level, 30), {0: 50, 1: 20}.get(verbose, 10))
     renderer: Any = (
@@ -86,7 +111,7 @@ def configure_logging(level: str, *, verbose: int = 0) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact_secrets,
+            redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
@@ -94,13 +119,9 @@ def configure_logging(level: str, *, verbose: int = 0) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=threshold, stream=sys.stderr)
-
-
-def _redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in event:
-        if any(word in key.lower() for word in _SECRET_KEYS):
-            event[key] = "**********"
-    return event
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

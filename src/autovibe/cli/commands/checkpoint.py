@@ -373,6 +373,9 @@ def restore(
         bool, typer.Option("--yes", "-y", help="Do not ask before --discard-newer deletes checkpoints.")
     ] = False,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT_S,
+    approval: Annotated[
+        str | None, typer.Option(help="Run an action the gate held, once another identity approved it.")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Roll the machine back to a checkpoint: disks and config, and RAM if it was saved (the machine then
@@ -403,7 +406,13 @@ def restore(
     restored = _change(
         settings,
         lambda deps: service.restore(
-            deps, machine, name, start=start, discard_newer=discard_newer, actor=LOCAL_ACTOR
+            deps,
+            machine,
+            name,
+            start=start,
+            discard_newer=discard_newer,
+            actor=LOCAL_ACTOR,
+            approval=approval,
         ),
         lock_timeout=lock_timeout,
         label=f"restore {machine} to {name}",
@@ -531,6 +540,9 @@ def delete(
     name: NameArg,
     force: Annotated[bool, typer.Option("--force", help="Delete it even if it is pinned.")] = False,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT_S,
+    approval: Annotated[
+        str | None, typer.Option(help="Run an action the gate held, once another identity approved it.")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Delete a checkpoint: its disk snapshots and saved RAM. A pinned one needs --force; machines
@@ -541,7 +553,7 @@ def delete(
     settings = _settings(ctx, json_output=json_output)
     record = _change(
         settings,
-        lambda deps: service.delete(deps, machine, name, actor=LOCAL_ACTOR, force=force),
+        lambda deps: service.delete(deps, machine, name, actor=LOCAL_ACTOR, force=force, approval=approval),
         lock_timeout=lock_timeout,
         label=f"delete checkpoint {name} of {machine}",
         quiet=json_output,

@@ -148,9 +148,33 @@ async def _machines(connection: Connection, settings: Settings) -> int:
             machine = await _fleet(deps)
             await _checkpoints(deps, machine)
             await _network(deps, settings, machine)
-            return await usage_tour(connection, deps, settings, runaway=machine, project=PROJECT, first=18)
+            after = await usage_tour(connection, deps, settings, runaway=machine, project=PROJECT, first=18)
+            _audit(deps, after)
+            return after + 1
         finally:
             db.dispose()
+
+
+def _audit(deps: MachineDeps, number: int) -> None:
+    """Every decision of the tour went through the gate and into the hash-chained audit log."""
+    from autovibe.security import audit
+
+    from .audit import entries_table
+
+    render.step(
+        number,
+        "The audit log: every action above passed the security gate (roles, risk, approvals), and each "
+        "decision and outcome is a hash-chained entry",
+    )
+    render.table(entries_table(audit.list_entries(deps.db, limit=12)))
+    result = audit.verify(deps.db)
+    head = f"{result.head_id}:{(result.head_hash or '')[:16]}…"
+    verdict = (
+        f"audit verify: intact, {result.checked} entries chained (head {head})"
+        if result.ok
+        else f"audit verify: entry {result.first_bad}: {result.problem}"
+    )
+    render.line(verdict)
 
 
 DEMO_DNS = {

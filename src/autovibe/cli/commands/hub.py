@@ -121,7 +121,7 @@ async def _usage(settings: Settings, *, dry_run: bool) -> tuple[TickReport | Non
     from autovibe.errors import AutovibeError
 
     try:
-        return await usage_pass(settings, dry_run=dry_run), None
+        return await usage_pass(settings, dry_run=dry_run, as_hub=True), None
     except AutovibeError as exc:
         return None, exc.message
 
@@ -132,8 +132,10 @@ async def _tick(settings: Settings) -> tuple[list[ScheduledRun], RefreshReport, 
     from autovibe.errors import AutovibeError
     from autovibe.machines import service
     from autovibe.network import service as network
+    from autovibe.security.gate import HUB
 
     async with open_machines(settings) as deps:
+        deps.identity = HUB  # the scheduler acts on the schedules, leases and quotas admins set
         # Checkpoints first: a machine whose lease ends in this pass still gets its due checkpoint.
         scheduled = await schedules.run_due(deps, actor=LOCAL_ACTOR)
         try:

@@ -263,6 +263,9 @@ def delete(
     ctx: typer.Context,
     ref: RefArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    approval: Annotated[
+        str | None, typer.Option(help="Run an action the gate held, once another identity approved it.")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Stop and delete a machine with its disks, then forget it (journaled: `ops resume` finishes it).
@@ -289,7 +292,7 @@ def delete(
 
     async def remove() -> Any:
         async with open_machines(settings) as deps:
-            return await service.delete(deps, ref, actor=LOCAL_ACTOR)
+            return await service.delete(deps, ref, actor=LOCAL_ACTOR, approval=approval)
 
     record = run(remove())
     name, vmid = record.params["name"], record.params["vmid"]

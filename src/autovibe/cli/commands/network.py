@@ -74,6 +74,9 @@ def apply(
     ctx: typer.Context,
     machine: RefArg,
     profile: Annotated[str, typer.Argument(help="The network profile, e.g. api_access.")],
+    approval: Annotated[
+        str | None, typer.Option(help="Run an action the gate held, once another identity approved it.")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Apply a network profile to a machine (idempotent: running it again changes nothing)."""
@@ -82,7 +85,7 @@ def apply(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    report = run(_apply(settings, machine, profile))
+    report = run(_apply(settings, machine, profile, approval))
     if json_output:
         render.emit_json({**json_envelope(settings), **_applied(report)})
         return
@@ -103,13 +106,13 @@ def _applied(report: ApplyReport) -> dict[str, object]:
     }
 
 
-async def _apply(settings: Settings, machine: str, profile: str) -> ApplyReport:
+async def _apply(settings: Settings, machine: str, profile: str, approval: str | None) -> ApplyReport:
     from autovibe.composition import network_context, open_machines
     from autovibe.network import service
 
     ctx = network_context(settings)
     async with open_machines(settings) as deps:
-        return await service.apply(deps, ctx, machine, profile)
+        return await service.apply(deps, ctx, machine, profile, approval=approval)
 
 
 @app.command()

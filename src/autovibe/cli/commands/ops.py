@@ -203,8 +203,12 @@ def resume(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
 async def _resume(settings: Settings) -> list[tuple[str, OperationRecord]]:
     # Importing the services registers their operation kinds with the runner.
+    import autovibe.checkpoints.prune
+    import autovibe.checkpoints.service
     import autovibe.machines.deploy
-    import autovibe.machines.service  # noqa: F401
+    import autovibe.machines.service
+    import autovibe.usage.enforce
+    import autovibe.usage.limits  # noqa: F401
     from autovibe.composition import open_machines
     from autovibe.errors import AutovibeError
     from autovibe.operations.journal import Journal
@@ -216,7 +220,10 @@ async def _resume(settings: Settings) -> list[tuple[str, OperationRecord]]:
         runner = Runner(journal, deps)
         for record in journal.orphans():
             try:
-                after = await runner.resume(record)
+                with deps.security.guard_sync(
+                    deps.identity, "ops.resume", target=f"operation {record.id} ({record.kind})"
+                ):
+                    after = await runner.resume(record)
             except AutovibeError as exc:  # an unknown kind, PVE unreachable: leave it, report it
                 after = replace(record, error=f"not resumed: {exc}")
             results.append((str(record.status), after))

@@ -78,13 +78,16 @@ def set_(
     period: Annotated[
         str, typer.Option(help="Calendar period in UTC the usage figures add up over: month, week, day.")
     ] = "month",
+    approval: Annotated[
+        str | None, typer.Option(help="Run an action the gate held, once another identity approved it.")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Set one or more quotas of PROJECT (others it has stay as they are).
 
     The project's level is computed at once: raising a quota lifts a throttle immediately.
     """
-    from autovibe.composition import describe_target, store, target_time
+    from autovibe.composition import describe_target, gate, identity, store, target_time
     from autovibe.usage import quotas
 
     given = {"cpu_core_hours": cpu_hours, "mem_gib_hours": mem_gib_hours, "net_gb": net_gb,
@@ -102,8 +105,11 @@ def set_(
         render.header(describe_target(settings))
     now = run(target_time(settings))
     with store(settings) as db:
+        who, guard = identity(settings, db), gate(settings, db)
         for metric, value in figures.items():
-            quotas.set_quota(db, project, metric, value, period)
+            quotas.set_quota(
+                db, project, metric, value, period, identity=who, security=guard, approval=approval
+            )
         [status] = quotas.status(db, now=now, project=project)
     if json_output:
         render.emit_json({**json_envelope(settings), "project": status_dict(status)})
@@ -244,14 +250,19 @@ def enforce(
     show_pass(report)
 
 
-async def usage_pass(settings: Settings, *, dry_run: bool) -> TickReport:
-    """The hub's usage pass on the target's clock, alerting through the configured notifiers."""
+async def usage_pass(settings: Settings, *, dry_run: bool, as_hub: bool = False) -> TickReport:
+    """The hub's usage pass on the target's clock, alerting through the configured notifiers. Actions
+    it takes are the hub's own (``as_hub``: a system identity) or the local admin's."""
     from autovibe.composition import LOCAL_ACTOR, open_machines, profiles
     from autovibe.usage import service
     from autovibe.usage.alerts import build_notifiers
 
     dispatcher = build_notifiers(settings.usage.webhook_url, settings.usage.webhook_secret)
     async with open_machines(settings, metered=True) as deps:
+        if as_hub:
+            from autovibe.security.gate import HUB
+
+            deps.identity = HUB
         return await service.tick(
             deps, settings.usage, profiles(settings), dispatcher, actor=LOCAL_ACTOR, dry_run=dry_run
         )

@@ -8,6 +8,7 @@ a handler starts; the checks here are the ones PVE makes inside the handler. Boo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from autovibe.sim.access import AccessState, Token, User
@@ -128,6 +129,37 @@ def list_users(call: Call) -> list[dict[str, Any]]:
     ]
 
 
+@route("POST", "/access/users")
+def create_user(call: Call) -> None:
+    """A new user (User.pm create_user). The simulator has no groups, and keeps no names or e-mail."""
+    access, p = _access(call), call.params
+    userid = p["userid"]
+    if userid in access.users:
+        raise runtime_error(f"create user failed: user '{userid}' already exists")
+    groups = _split_list(p.get("groups"))
+    if groups:
+        raise runtime_error(f"create user failed: no such group '{groups[0]}'")
+    access.add_user(
+        userid,
+        p.get("password"),
+        roles=(),
+        enable=bool(p.get("enable", True)),
+        expire=int(p.get("expire", 0)),
+        comment=p.get("comment") or None,
+    )
+
+
+@route("GET", "/access/users/{userid}")
+def read_user(call: Call) -> dict[str, Any]:
+    """One user's settings and tokens (``tokens``: name -> info); never a secret."""
+    user = _existing_user(_access(call), call.params["userid"])
+    row: dict[str, Any] = {"enable": int(user.enable), "expire": user.expire, "groups": []}
+    if user.comment:
+        row["comment"] = user.comment
+    row["tokens"] = {name: _token_info(token) for name, token in sorted(user.tokens.items())}
+    return row
+
+
 def _existing_user(access: AccessState, userid: str) -> User:
     user = access.users.get(userid)
     if user is None:
@@ -224,9 +256,10 @@ def update_acl(call: Call) -> None:
     roles, ugids = _split_list(p["roles"]), _acl_subjects(access, p)
     held = effective_privileges(access, me, path, pools=call.cluster.pools)
     for role in roles:
-        if role not in ROLES:
+        privs = access.role_privileges(role)
+        if privs is None:
             raise runtime_error(f"ACL update failed: role '{role}' does not exist")
-        missing = sorted(ROLES[role] - held.keys())
+        missing = sorted(privs - held.keys())
         if not p.get("delete") and "Permissions.Modify" not in held and missing:
             raise permission_error(path, missing[0])
     for role in roles:
@@ -256,5 +289,57 @@ def _acl_subjects(access: AccessState, p: dict[str, Any]) -> list[str]:
 
 @route("GET", "/access/roles")
 def list_roles(call: Call) -> list[dict[str, Any]]:
-    """The built-in roles with their privileges as PVE lists them (comma-separated, ``special: 1``)."""
-    return [{"roleid": role, "privs": ",".join(sorted(privs)), "special": 1} for role, privs in ROLES.items()]
+    """Every role and its privileges as PVE lists them (comma-separated); built-in ones are ``special``."""
+    builtin = [
+        {"roleid": role, "privs": ",".join(sorted(privs)), "special": 1} for role, privs in ROLES.items()
+    ]
+    custom = [
+        {"roleid": role, "privs": ",".join(sorted(privs))}
+        for role, privs in sorted(_access(call).roles.items())
+    ]
+    return builtin + custom
+
+
+def _role_change(failed: str, action: Callable[[], None]) -> None:
+    """Run an ``AccessState`` role change; its ValueError becomes PVE's die under the user.cfg lock
+    (500 ``<failed>: <reason>``, as ``lock_user_config`` words it)."""
+    try:
+        action()
+    except ValueError as exc:
+        raise runtime_error(f"{failed}: {exc}") from None
+
+
+@route("GET", "/access/roles/{roleid}")
+def read_role(call: Call) -> dict[str, int]:
+    """``{privilege: 1}`` for a built-in or custom role (Role.pm read_role)."""
+    roleid = call.params["roleid"]
+    privs = _access(call).role_privileges(roleid)
+    if privs is None:
+        raise runtime_error(f"role '{roleid}' does not exist")
+    return dict.fromkeys(sorted(privs), 1)
+
+
+@route("POST", "/access/roles")
+def create_role(call: Call) -> None:
+    """A custom role; ids in the ``PVE`` namespace are refused like PVE does (a parameter error)."""
+    p, access = call.params, _access(call)
+    if re.match(r"^PVE", p["roleid"], re.IGNORECASE):
+        raise param_error(
+            {"roleid": "cannot use role ID starting with the (case-insensitive) 'PVE' namespace"}
+        )
+    _role_change("create role failed", lambda: access.add_role(p["roleid"], _split_list(p.get("privs"))))
+
+
+@route("PUT", "/access/roles/{roleid}")
+def update_role(call: Call) -> None:
+    """Replace a custom role's privileges, or add to them with ``append=1``; built-in roles are fixed."""
+    p, access = call.params, _access(call)
+    privs, append = _split_list(p.get("privs")), bool(p.get("append"))
+    _role_change("update role failed", lambda: access.set_role_privileges(p["roleid"], privs, append=append))
+
+
+@route("DELETE", "/access/roles/{roleid}")
+def delete_role(call: Call) -> None:
+    """Delete a custom role (ACL entries naming it stay and grant nothing, as on PVE)."""
+    access, roleid = _access(call), call.params["roleid"]
+    _role_change("delete role failed", lambda: access.remove_role(roleid))
