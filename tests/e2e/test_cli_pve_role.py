@@ -19,12 +19,6 @@ from tests.e2e.test_cli import Cli, assert_one_error_line, assert_plain
 
 pytestmark = pytest.mark.e2e
 
-# Runs the CLI with the `pve` group registered even before cli.main's table lists it.
-DRIVER = (
-    "import sys; from autovibe.cli.main import COMMANDS, LazyCommand, main; "
-    "COMMANDS.setdefault('pve', LazyCommand('autovibe.cli.commands.pve', 'Least-privilege PVE access.')); "
-    "sys.exit(main())"
-)
 TOKEN_VALUE = re.compile(
     r"autovibe@pve!autovibe=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 )
@@ -34,7 +28,7 @@ ROOT_TOKEN = f"root@pam!{TOKEN_NAME}={TOKEN_SECRET}"
 class PveCli(Cli):
     def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", DRIVER, *args],
+            [sys.executable, "-m", "autovibe", *args],
             capture_output=True,
             text=True,
             env=self.env(**extra_env),

@@ -19,6 +19,7 @@ from autovibe.network.profiles import NetworkProfileInvalid, load_profiles
 from autovibe.network.resolve import StaticResolver
 from autovibe.network.service import NetworkContext
 from autovibe.pve import PollPolicy, PveClient, TlsTrust, TokenAuth
+from autovibe.security.gate import Gate
 from autovibe.store.db import Database, sqlite_url
 from autovibe.store.tables import Machine, Project
 from tests.e2e.conftest import TOKEN_NAME, TOKEN_SECRET, ServedSim
@@ -50,7 +51,9 @@ async def deps(served_sim: ServedSim, db: Database) -> AsyncIterator[MachineDeps
         tls=TlsTrust(fingerprint=served_sim.fingerprint),
     )
     async with client:
-        yield MachineDeps(pve=client, db=db)
+        # Approvals are the gate's business (tested there); here the read-back matters, so a loosening
+        # profile (management_access has no host guard) is not held for one.
+        yield MachineDeps(pve=client, db=db, security=Gate(db, approve_at=100, deny_at=101))
 
 
 async def machine(deps: MachineDeps, name: str) -> int:

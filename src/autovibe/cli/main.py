@@ -75,6 +75,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "secret": LazyCommand(
         "autovibe.cli.commands.secret", "Secrets kept encrypted in the store: set, list, delete, rotate-key."
     ),
+    "pve": LazyCommand(
+        "autovibe.cli.commands.pve", "Least-privilege PVE access: the role, user and token autovibe needs."
+    ),
     "approval": LazyCommand(
         "autovibe.cli.commands.approval", "Approval requests for high-risk actions: list, approve, reject."
     ),

@@ -16,12 +16,12 @@ from autovibe.checkpoints.errors import (
     RestoreNeedsDiscard,
 )
 from autovibe.machines import fleet
-from autovibe.security import identity
-from autovibe.security.gate import ApprovalRequired
 from autovibe.machines import service as machines
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.models import MachineCreate, parse_request
 from autovibe.machines.profiles import load_profiles
+from autovibe.security import identity
+from autovibe.security.gate import ApprovalRequired
 
 
 async def deploy(deps: MachineDeps, profiles: Any, name: str = "agent", **fields: Any) -> int:
