@@ -257,7 +257,21 @@ def gate(settings: Settings, db: Database) -> Gate:
     from autovibe.security.gate import Gate
 
     sec = settings.security
-    return Gate(db, approve_at=sec.approve_at, deny_at=sec.deny_at, two_person=sec.two_person)
+    return Gate(
+        db,
+        approve_at=sec.approve_at,
+        deny_at=sec.deny_at,
+        two_person=sec.two_person,
+        audit_key=audit_key(settings),
+    )
+
+
+def audit_key(settings: Settings) -> bytes | None:
+    """The HMAC key of the audit chain, when ``security.audit_key_file`` is set (created on first use)."""
+    from autovibe.security.identity import server_key_from
+
+    path = settings.security.audit_key_file
+    return None if path is None else server_key_from(path)
 
 
 def admin_action(

@@ -156,6 +156,10 @@ class SecuritySettings(BaseModel):
     approve_at: int = Field(default=50, ge=1, le=100)  # from this risk score an action needs an approval
     deny_at: int = Field(default=90, ge=1, le=101)  # from this score it is refused (101: never)
     two_person: bool = True  # an approval must come from another identity than the requester
+    # Key the audit chain with HMAC-SHA256 (a 32-byte key file, created 0600): without the key, someone
+    # with write access to the database cannot rewrite the chain consistently. Set it before the first
+    # entry: a log written without a key does not verify with one.
+    audit_key_file: Path | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SecuritySettings:

@@ -46,6 +46,7 @@ from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
 from autovibe.pve import PveApiError
+from autovibe.security import rbac
 from autovibe.security.gate import Permit
 from autovibe.security.risk import Risk, Subject
 from autovibe.store import repositories as repo
@@ -139,7 +140,9 @@ def _guard_sync(deps: MachineDeps, action: str, target: Target, checkpoint: str,
 
 # ---- reading -------------------------------------------------------------------------------------
 async def tree(deps: MachineDeps, ref: str) -> CheckpointTree:
-    return await read_tree(deps, await locate(deps, ref))
+    target = await locate(deps, ref)
+    rbac.check(deps.identity, "checkpoint.read", target.project)
+    return await read_tree(deps, target)
 
 
 async def read_tree(deps: MachineDeps, target: Target) -> CheckpointTree:
@@ -200,6 +203,7 @@ def _require(tree: CheckpointTree, name: str) -> Checkpoint:
 async def show(deps: MachineDeps, ref: str, name: str) -> CheckpointDetail:
     """One checkpoint with its saved config and what differs from the machine's config now."""
     target = await locate(deps, ref)
+    rbac.check(deps.identity, "checkpoint.read", target.project)
     checkpoint = _require(await read_tree(deps, target), name)
     saved = await deps.pve.get(f"{target.path}/snapshot/{name}/config")
     current = await deps.pve.get(f"{target.path}/config")

@@ -18,6 +18,7 @@ from autovibe.operations.journal import Journal
 from autovibe.operations.models import OperationRecord
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
 from autovibe.pve import ClusterResource
+from autovibe.security import rbac
 from autovibe.security.risk import Subject
 from autovibe.store import repositories as repo
 from autovibe.store.tables import Machine
@@ -58,8 +59,15 @@ async def _vms(deps: MachineDeps) -> dict[int, ClusterResource]:
 
 
 async def list_machines(deps: MachineDeps, *, project: str | None = None) -> list[MachineRead]:
+    """The machines the acting identity may see (its projects only, for a project-scoped role)."""
+    if project is not None:
+        rbac.check(deps.identity, "machine.read", project)
     with deps.db.session() as session:
-        rows = [(row, row.project.name) for row in repo.machines(session, project=project)]
+        rows = [
+            (row, row.project.name)
+            for row in repo.machines(session, project=project)
+            if rbac.can(deps.identity, "machine.read", row.project.name)
+        ]
     live = await _vms(deps)
     return [_read(row, name, live) for row, name in rows]
 
@@ -68,6 +76,7 @@ async def show(deps: MachineDeps, ref: str) -> MachineRead:
     row = find(deps, ref)
     with deps.db.session() as session:
         project = session.get_one(Machine, row.id).project.name
+    rbac.check(deps.identity, "machine.read", project)
     return _read(row, project, await _vms(deps))
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from autovibe.errors import AutovibeDenied, AutovibeInvalid
 from autovibe.machines.errors import ProjectNotFound
+from autovibe.security import rbac
 from autovibe.security.gate import Gate
 from autovibe.security.identity import LOCAL_ADMIN, Identity
 from autovibe.security.risk import Subject
@@ -162,8 +163,13 @@ def _status(session: Session, project: Project, now: datetime) -> ProjectStatus:
     )
 
 
-def status(db: Database, *, now: datetime, project: str | None = None) -> list[ProjectStatus]:
-    """Where each project (or one) stands against its quotas right now."""
+def status(
+    db: Database, *, now: datetime, project: str | None = None, identity: Identity = LOCAL_ADMIN
+) -> list[ProjectStatus]:
+    """Where each project (or one) stands against its quotas right now; only the projects ``identity``
+    may read quotas of."""
+    if project is not None:
+        rbac.check(identity, "quota.read", project)
     with db.session() as session:
         if project is not None:
             found = repo.project_by_name(session, project)
@@ -173,7 +179,7 @@ def status(db: Database, *, now: datetime, project: str | None = None) -> list[P
                 )
             projects = [found]
         else:
-            projects = repo.projects(session)
+            projects = [p for p in repo.projects(session) if rbac.can(identity, "quota.read", p.name)]
         return [_status(session, p, now) for p in projects]
 
 

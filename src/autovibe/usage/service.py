@@ -23,6 +23,8 @@ from autovibe.machines import service as machines
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.errors import ProjectNotFound
 from autovibe.machines.profiles import Profile
+from autovibe.security import rbac
+from autovibe.security.identity import LOCAL_ADMIN, Identity
 from autovibe.settings import UsageSettings
 from autovibe.store import repositories as repo
 from autovibe.store.db import Database
@@ -123,8 +125,12 @@ def report(
     until: datetime,
     project: str | None = None,
     by: Literal["project", "machine"] = "project",
+    identity: Identity = LOCAL_ADMIN,
 ) -> list[UsageRow]:
-    """Usage between two instants (whole UTC hours), per project or per machine, from the hourly rows."""
+    """Usage between two instants (whole UTC hours), per project or per machine, from the hourly rows;
+    only the projects ``identity`` may read usage of."""
+    if project is not None:
+        rbac.check(identity, "usage.read", project)
     first = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     hours = max(1, int((until - first).total_seconds() // 3600) + 1)
     with db.session() as session:
@@ -132,15 +138,17 @@ def report(
             raise ProjectNotFound(
                 f"no project '{project}'", hint="list projects with `autovibe project list`"
             )
-        names = {p.id: p.name for p in session.scalars(select(Project))}
+        names = {
+            p.id: p.name for p in session.scalars(select(Project)) if rbac.can(identity, "usage.read", p.name)
+        }
         query = select(UsageHourly).where(UsageHourly.hour >= first, UsageHourly.hour <= until)
         rows = list(session.scalars(query))
         storage = {pid: storage_gib(session, pid) for pid in names}
         series_storage = _series_storage(session) if by == "machine" else {}
     grouped: dict[tuple[str, str | None], list[UsageHourly]] = defaultdict(list)
     for row in rows:
-        name = names.get(row.project_id, "?")
-        if project is None or name == project:
+        name = names.get(row.project_id)
+        if name is not None and (project is None or name == project):
             grouped[(name, row.machine if by == "machine" else None)].append(row)
     if by == "project":
         for name in names.values():

@@ -187,7 +187,7 @@ def verify(
 ) -> None:
     """Recompute the hash chain: exit 0 when it is intact, 1 naming the first entry that was changed,
     deleted or moved."""
-    from autovibe.composition import describe_target, store
+    from autovibe.composition import audit_key, describe_target, store
     from autovibe.security import audit as audit_log
 
     expected = _parse_anchor(anchor) if anchor is not None else None
@@ -195,8 +195,7 @@ def verify(
     if not json_output:
         render.header(describe_target(settings))
     with store(settings) as db:
-        # key: from settings once secrets land (an HMAC key kept outside the database)
-        result = audit_log.verify(db, key=None, anchor=expected)
+        result = audit_log.verify(db, key=audit_key(settings), anchor=expected)
     if json_output:
         render.emit_json({**json_envelope(settings), **_verdict(result)})
     elif result.ok and result.head_id is not None:

@@ -133,8 +133,10 @@ def show(
     now = run(target_time(settings))
     if not json_output:
         render.header(describe_target(settings))
+    from autovibe.composition import identity
+
     with store(settings) as db:
-        found = quotas.status(db, now=now, project=project)
+        found = quotas.status(db, now=now, project=project, identity=identity(settings, db))
     if json_output:
         render.emit_json({**json_envelope(settings), "at": now, "projects": [status_dict(s) for s in found]})
         return

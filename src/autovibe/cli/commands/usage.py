@@ -56,10 +56,13 @@ def usage(
     start = parse_since(since, now)
     if not json_output:
         render.header(describe_target(settings))
+    from autovibe.composition import identity
+
     with store(settings) as db:
         rows = service.report(
-            db, since=start, until=now, project=project, by=cast(Literal["project", "machine"], by)
-        )
+            db, since=start, until=now, project=project, by=cast(Literal["project", "machine"], by),
+            identity=identity(settings, db),
+        )  # fmt: skip
     if json_output:
         render.emit_json(
             {
