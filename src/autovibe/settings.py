@@ -168,6 +168,22 @@ class SecuritySettings(BaseModel):
         return self
 
 
+class AISettings(BaseModel):
+    """The assistant (``[ai]``; ``AUTOVIBE_AI__ANTHROPIC_API_KEY``...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    planner: Literal["offline", "anthropic", "openai"] = "offline"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_base_url: str | None = None
+    openai_base_url: str | None = None  # Ollama, vLLM, llama.cpp server: http://127.0.0.1:11434/v1
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "llama3.1"
+    redact: bool | None = None  # None: on for hosted models (anthropic), off for local ones
+    auto_checkpoint: bool = True  # checkpoint machines before an AI-initiated destructive step
+
+
 class Settings(BaseSettings):
     """Everything autovibe needs to reach PVE and store its own data.
 
@@ -212,6 +228,7 @@ class Settings(BaseSettings):
     usage: UsageSettings = Field(default_factory=UsageSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    ai: AISettings = Field(default_factory=AISettings)
     # An autovibe API token (avt_...): act as its user instead of the local admin.
     token: SecretStr | None = None
 

@@ -78,6 +78,12 @@ COMMANDS: dict[str, LazyCommand] = {
     "pve": LazyCommand(
         "autovibe.cli.commands.pve", "Least-privilege PVE access: the role, user and token autovibe needs."
     ),
+    "ask": LazyCommand(
+        "autovibe.cli.commands.ask", "Ask the assistant: a typed plan, previewed, gated, run."
+    ),
+    "plan": LazyCommand(
+        "autovibe.cli.commands.plan", "Show the plan the assistant makes of a request (--json)."
+    ),
     "approval": LazyCommand(
         "autovibe.cli.commands.approval", "Approval requests for high-risk actions: list, approve, reject."
     ),

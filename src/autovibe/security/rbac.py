@@ -43,6 +43,7 @@ _OPERATIONS: Final = (
     "checkpoint.create", "checkpoint.restore", "checkpoint.branch", "checkpoint.delete",
     "checkpoint.pin", "checkpoint.unpin",
     "retention.apply", "network.apply", "ops.resume", "limits.set",
+    "ai.plan",  # running an assistant's plan; each of its actions is checked again on its own
 )  # fmt: skip
 # Configuration that shapes what others may do or spend, and identities and secrets: admins only.
 _ADMINISTRATION: Final = (

@@ -82,6 +82,8 @@ def assess(subject: Subject) -> Risk:
     if subject.action in VERB:
         points.append(VERB[subject.action])
     details = subject.details
+    if details.get("plan_score"):  # an assistant's plan weighs at least as much as its riskiest step
+        points.append((int(details["plan_score"]), "the plan's riskiest step"))
     if details.get("discard_newer"):
         points.append((30, f"deletes {details['discard_newer']} newer checkpoint(s) first"))
     if details.get("force"):

@@ -1,0 +1,1 @@
+"""The AI assistant: typed plans from requests, policy-gated execution, Terraform/Ansible generation."""
