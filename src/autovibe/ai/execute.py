@@ -132,6 +132,9 @@ async def execute(
     approval: str | None = None,
     auto_checkpoint: bool = True,
     progress: Callable[[str], None] | None = None,
+    request: str = "",
+    planner: str = "",
+    model: str | None = None,
 ) -> ExecutionReport:
     """Run the plan after the gate admits it as a whole (``ai.plan``, approval bound to its digest)."""
     report = ExecutionReport()
@@ -141,7 +144,13 @@ async def execute(
     permit = deps.security.admit(
         deps.identity, "ai.plan", target=f"plan of {len(resolved.actions)} action(s)",
         project=_single_project(resolved), subject=subject,
-        params={"digest": resolved.digest, "actions": [a.kind for a in resolved.actions]}, approval=approval,
+        params={
+            "digest": resolved.digest, "actions": [a.kind for a in resolved.actions],
+            "request_sha256": hashlib.sha256(request.encode()).hexdigest(),
+            "planner": planner, "model": model,
+            "plan": resolved.plan.model_dump(mode="json"),
+        },
+        approval=approval,
     )  # fmt: skip
     with permit:
         for action in resolved.actions:

@@ -200,7 +200,8 @@ def ask(
                     return 1
             report = await execute(
                 deps, resolved, profiles=profiles(settings), actor=LOCAL_ACTOR, approval=approval,
-                auto_checkpoint=settings.ai.auto_checkpoint, progress=render.note,
+                auto_checkpoint=settings.ai.auto_checkpoint, progress=render.note, request=request,
+                planner=result.planner, model=result.model,
             )  # fmt: skip
             render.note(f"done: {', '.join(report.done)}")
             return 0
