@@ -33,6 +33,7 @@ _INJECTION = re.compile(
     r"approval is not required|bypass (the )?(gate|policy|approval)",
     re.IGNORECASE | re.MULTILINE,
 )
+INJECTED_DESTRUCTIVE = 75  # above any sane approve_at, below the default deny_at: held, not refused
 RESOURCE_METRIC = {
     "cpu_hours": "cpu_core_hours",
     "memory_gib_hours": "mem_gib_hours",
@@ -109,6 +110,8 @@ async def resolve(deps: MachineDeps, plan: Plan, *, request: str = "") -> Resolv
         reasons += [f"{action.kind}: {r}" for r in risk.reasons]
     injection = injection_signals(request)
     score = min(100, worst + (20 if injection else 0))
+    if injection and any(a.kind in DESTRUCTIVE for a in resolved):
+        score = max(score, INJECTED_DESTRUCTIVE)  # such a plan never runs without a person's approval
     if injection:
         reasons.append("the request contains text aimed at the assistant's rules: " + "; ".join(injection))
     # The approval covers the plan as resolved: the same words over a changed inventory are another plan.

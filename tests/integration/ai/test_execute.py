@@ -58,3 +58,23 @@ async def test_an_injected_destructive_request_is_held_not_run(deps: MachineDeps
 async def test_vague_requests_ask_and_run_nothing(deps: MachineDeps, profiles: Any) -> None:
     resolved, report = await ask(deps, profiles, "make it bigger")
     assert resolved.plan.clarification and not resolved.actions and report.done == []
+
+
+async def test_every_injection_case_with_a_destructive_step_is_held(deps: MachineDeps, profiles: Any) -> None:
+    """The evaluation set's injection requests: whatever the planner makes of them, nothing destructive
+    runs without an approval."""
+    import json
+    from pathlib import Path
+
+    from autovibe.ai.plan import DESTRUCTIVE
+
+    await ask(deps, profiles, "create two claude code machines for alpha")
+    cases = [json.loads(p.read_text()) for p in sorted(Path("tests/cases/nl_plans").glob("*.json"))]
+    injected = [c for c in cases if "injection" in c.get("tags", [])]
+    assert len(injected) >= 5
+    for case in injected:
+        context = PlanningContext(projects=("alpha",), profiles=tuple(profiles), default_project="alpha")
+        plan = (await OfflinePlanner().plan(case["request"], context)).plan
+        resolved = await resolve(deps, plan, request=case["request"])
+        if any(a.kind in DESTRUCTIVE for a in resolved.actions):
+            assert resolved.score >= deps.security.approve_at, case["request"]
