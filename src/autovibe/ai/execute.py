@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autovibe.ai.plan import DESTRUCTIVE, READ_ONLY, Plan, Risk, Selector
@@ -22,8 +22,9 @@ from autovibe.checkpoints.retention import RetentionPolicy
 from autovibe.machines import fleet
 from autovibe.machines import service as machines
 from autovibe.machines.deploy import MachineDeps
-from autovibe.machines.models import MachineCreate, MachineRead, parse_request
+from autovibe.machines.models import MachineCreate, MachineRead, parse_request, parse_ttl
 from autovibe.machines.profiles import Profile
+from autovibe.network.service import NetworkContext
 from autovibe.security.risk import Subject, assess
 
 # Text in a request that tries to talk to the assistant's rules instead of asking for work.
@@ -138,6 +139,7 @@ async def execute(
     request: str = "",
     planner: str = "",
     model: str | None = None,
+    network: NetworkContext | None = None,
 ) -> ExecutionReport:
     """Run the plan after the gate admits it as a whole (``ai.plan``, approval bound to its digest)."""
     report = ExecutionReport()
@@ -188,6 +190,7 @@ async def _run(
     profiles: Mapping[str, Profile],
     actor: str,
     approval: str | None,
+    network: NetworkContext | None = None,
 ) -> Any:
     p, kind = action.params, action.kind
     if kind == "inventory.query":
@@ -242,7 +245,56 @@ async def _run(
             identity=deps.identity, security=deps.security, approval=approval,
         )  # fmt: skip
         return "set"
+    if kind == "usage.query":
+        from autovibe.usage import service as usage
+
+        since = str(p.get("since") or "30d")
+        try:
+            start = deps.now() - parse_ttl(since)
+        except ValueError:
+            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+        rows = usage.report(
+            deps.db, since=start, until=deps.now(), project=p.get("project"), by=p.get("by", "project"),
+            identity=deps.identity,
+        )  # fmt: skip
+        return [r.model_dump(mode="json") for r in rows]
+    if kind == "network.apply":
+        if network is None:
+            raise NotImplementedError("network.apply needs the network context (profiles, resolver)")
+        from autovibe.network import service as net
+
+        return [
+            await net.apply(deps, network, m.name, p["profile"], approval=approval) for m in action.machines
+        ]
+    if kind in ("codegen.terraform", "codegen.ansible"):
+        return await _codegen(deps, kind, str(p["project"]), profiles=profiles, network=network)
     raise NotImplementedError(f"{kind} is not executable from a plan yet")
+
+
+async def _codegen(
+    deps: MachineDeps,
+    kind: str,
+    project: str,
+    *,
+    profiles: Mapping[str, Profile],
+    network: NetworkContext | None,
+) -> dict[str, Any]:
+    """The project's machines as Terraform or Ansible, with the validators' findings (nothing written)."""
+    from autovibe.ai.codegen.ansible import render_ansible
+    from autovibe.ai.codegen.model import from_inventory
+    from autovibe.ai.codegen.terraform import render_terraform
+    from autovibe.ai.codegen.validate import validate_ansible, validate_terraform
+    from autovibe.network.profiles import SEED_PROFILES
+
+    rows = await machines.list_machines(deps, project=project)
+    deployment = from_inventory(project, rows, profiles, network.profiles if network else SEED_PROFILES)
+    if kind == "codegen.terraform":
+        text = render_terraform(deployment)
+        findings = validate_terraform(text)
+    else:
+        text = render_ansible(deployment)
+        findings = validate_ansible(text)
+    return {"language": kind.split(".")[1], "code": text, "findings": [str(f) for f in findings]}
 
 
 __all__ = ["ResolvedPlan", "execute", "injection_signals", "resolve", "timedelta"]

@@ -175,7 +175,7 @@ def ask(
 ) -> None:
     """Turn REQUEST into a plan, preview it, and run it through the services and the security gate."""
     from autovibe.ai.execute import execute, resolve
-    from autovibe.composition import LOCAL_ACTOR, describe_target, open_machines, profiles
+    from autovibe.composition import LOCAL_ACTOR, describe_target, network_context, open_machines, profiles
 
     settings = load_cli_settings(ctx)
     chosen = make_planner(settings, planner)
@@ -201,8 +201,15 @@ def ask(
             report = await execute(
                 deps, resolved, profiles=profiles(settings), actor=LOCAL_ACTOR, approval=approval,
                 auto_checkpoint=settings.ai.auto_checkpoint, progress=render.note, request=request,
-                planner=result.planner, model=result.model,
+                planner=result.planner, model=result.model, network=network_context(settings),
             )  # fmt: skip
+            for index, output in report.outputs.items():
+                if isinstance(output, dict) and "code" in output:  # codegen: the code, then its findings
+                    render.raw(str(output["code"]))
+                    for finding in output["findings"]:
+                        render.note(f"finding: {finding}")
+                elif index is not None and resolved.actions[index].kind.endswith(".query") and json_output:
+                    render.emit_json({"action": resolved.actions[index].kind, "result": output})
             render.note(f"done: {', '.join(report.done)}")
             return 0
 
