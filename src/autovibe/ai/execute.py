@@ -245,6 +245,9 @@ async def _run(
             identity=deps.identity, security=deps.security, approval=approval,
         )  # fmt: skip
         return "set"
+    if kind == "machine.resize":
+        sizes = {k: p.get(k) for k in ("cores", "memory_mib", "disk_gib")}
+        return [await machines.resize(deps, m.name, approval=approval, **sizes) for m in action.machines]
     if kind == "usage.query":
         from autovibe.usage import service as usage
 

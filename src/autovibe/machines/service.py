@@ -217,3 +217,37 @@ async def expire_due(
         except OperationFailed as exc:  # one machine's trouble must not keep the others alive
             done.append(Journal(deps.db).get(exc.operation_id))
     return done
+
+
+async def resize(
+    deps: MachineDeps,
+    ref: str,
+    *,
+    cores: int | None = None,
+    memory_mib: int | None = None,
+    disk_gib: int | None = None,
+    approval: str | None = None,
+) -> MachineRead:
+    """Change a machine's cores and memory (PVE applies them at the next boot) and grow its boot disk."""
+    row = find(deps, ref)
+    live = (await _vms(deps)).get(row.vmid)
+    if live is None:
+        raise MachineNotFound(f"machine '{row.name}' (VM {row.vmid}) no longer exists in PVE")
+    node, path = str(live.node), f"/nodes/{live.node}/qemu/{row.vmid}"
+    changes = {k: v for k, v in {"cores": cores, "memory": memory_mib}.items() if v is not None}
+    async with deps.security.guard(
+        deps.identity, "machine.resize", target=f"machine {row.name}", project=project_of(deps, row),
+        subject=subject_of("machine.resize", row), params={**changes, "disk_gib": disk_gib},
+        approval=approval,
+    ):  # fmt: skip
+        if changes:
+            await deps.gate.retry_locked(
+                lambda: deps.pve.put(f"{path}/config", **changes), what=f"resize VM {row.vmid}"
+            )
+        if disk_gib is not None:
+            await deps.gate.task(
+                deps.pve, node=node, vmid=row.vmid,
+                start=lambda: deps.pve.put(f"{path}/resize", disk="scsi0", size=f"{disk_gib}G"),
+                what=f"grow the disk of VM {row.vmid}",
+            )  # fmt: skip
+    return await show(deps, row.name)

@@ -39,7 +39,7 @@ _READS: Final = (
 # Day-to-day work on machines and their checkpoints: operators and admins.
 _OPERATIONS: Final = (
     "machine.create", "machine.start", "machine.stop", "machine.shutdown", "machine.reboot",
-    "machine.delete", "machine.extend",
+    "machine.delete", "machine.extend", "machine.resize",
     "checkpoint.create", "checkpoint.restore", "checkpoint.branch", "checkpoint.delete",
     "checkpoint.pin", "checkpoint.unpin",
     "retention.apply", "network.apply", "ops.resume", "limits.set",

@@ -25,6 +25,7 @@ VERB: Final[Mapping[str, tuple[int, str]]] = {
     "machine.shutdown": (5, "shuts a machine down"),
     "machine.reboot": (10, "reboots a machine"),
     "machine.delete": (40, "deletes a machine and its disks for good"),
+    "machine.resize": (10, "changes a machine's size"),
     "checkpoint.restore": (30, "rolls a machine back: its current state is lost"),
     "checkpoint.delete": (20, "deletes a checkpoint for good"),
     "checkpoint.branch": (5, "clones a new machine"),

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from autovibe.ai.execute import execute, resolve
-from autovibe.ai.planners.base import PlanningContext
+from autovibe.ai.planners.base import InventoryMachine, PlanningContext
 from autovibe.ai.planners.offline import OfflinePlanner
 from autovibe.checkpoints import service as checkpoints
 from autovibe.machines import service as machines
@@ -17,9 +17,13 @@ from autovibe.security.gate import ApprovalInvalid, ApprovalRequired
 
 
 async def ask(deps: MachineDeps, profiles: Any, request: str, **kwargs: Any) -> Any:
+    inventory = tuple(
+        InventoryMachine(m.name, m.vmid, m.project, m.profile, m.status, dict(m.labels))
+        for m in await machines.list_machines(deps)
+    )
     context = PlanningContext(
         projects=("alpha",), profiles=tuple(profiles), network_profiles=("api_access",),
-        machines=(), default_project="alpha",
+        machines=inventory, default_project="alpha",
     )  # fmt: skip
     result = await OfflinePlanner().plan(request, context)
     resolved = await resolve(deps, result.plan, request=request)
@@ -78,3 +82,12 @@ async def test_every_injection_case_with_a_destructive_step_is_held(deps: Machin
         resolved = await resolve(deps, plan, request=case["request"])
         if any(a.kind in DESTRUCTIVE for a in resolved.actions):
             assert resolved.score >= deps.security.approve_at, case["request"]
+
+
+async def test_resize_from_a_plan(deps: MachineDeps, profiles: Any) -> None:
+    await ask(deps, profiles, "create one claude code machine for alpha named big")
+    _, report = await ask(deps, profiles, "give big 4 cores and 8 GB of ram")
+    assert report.done == ["machine.resize"]
+    [vm] = [r for r in await deps.pve.cluster_resources(type="vm") if r.name == "big"]
+    config = await deps.pve.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config")
+    assert (config["cores"], str(config["memory"])) == (4, "8192")
