@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from autovibe.ai.plan import Plan
+from autovibe.errors import AutovibeUnavailable
 
 
 @dataclass(frozen=True)
@@ -47,5 +48,6 @@ class Planner(Protocol):
         ...
 
 
-class PlannerError(Exception):
-    """A planner could not produce a valid plan (bad model output, unreachable service)."""
+class PlannerError(AutovibeUnavailable):
+    """A planner could not produce a valid plan (bad model output, unreachable service): exit code 1,
+    nothing run."""
