@@ -26,7 +26,8 @@ EXPECTED: dict[str, str] = {
     "machine.reboot": "OA", "machine.delete": "OA", "machine.extend": "OA",
     "checkpoint.create": "OA", "checkpoint.restore": "OA", "checkpoint.branch": "OA",
     "checkpoint.delete": "OA", "checkpoint.pin": "OA", "checkpoint.unpin": "OA",
-    "retention.apply": "OA", "network.apply": "OA", "ops.resume": "OA", "limits.set": "OA", "ai.plan": "OA", "machine.resize": "OA",
+    "retention.apply": "OA", "network.apply": "OA", "ops.resume": "OA", "limits.set": "OA",
+    "ai.plan": "OA", "machine.resize": "OA",
     # configuration: admins
     "project.create": "A", "project.delete": "A",
     "policy.set": "A", "policy.delete": "A", "policy.attach": "A", "policy.detach": "A",
