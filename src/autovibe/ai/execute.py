@@ -19,6 +19,7 @@ from typing import Any
 from autovibe.ai.plan import DESTRUCTIVE, READ_ONLY, Plan, Risk, Selector
 from autovibe.checkpoints import service as checkpoints
 from autovibe.checkpoints.retention import RetentionPolicy
+from autovibe.errors import AutovibeNotFound
 from autovibe.machines import fleet
 from autovibe.machines import service as machines
 from autovibe.machines.deploy import MachineDeps
@@ -41,6 +42,10 @@ RESOURCE_METRIC = {
     "network_gb": "net_gb",
     "storage_gb": "storage_gib",
 }
+
+
+class PlanTargetsMissing(AutovibeNotFound):
+    """A destructive step of the plan selects no machine (a name or vmid that does not exist)."""
 
 
 def injection_signals(request: str) -> list[str]:
@@ -142,6 +147,13 @@ async def execute(
     network: NetworkContext | None = None,
 ) -> ExecutionReport:
     """Run the plan after the gate admits it as a whole (``ai.plan``, approval bound to its digest)."""
+    empty = [a for a in resolved.actions if a.kind in DESTRUCTIVE and not a.machines]
+    if empty:
+        first = empty[0]
+        raise PlanTargetsMissing(
+            f"step {first.index + 1} ({first.kind}) matches no machine: nothing was run",
+            hint="check the names with `autovibe machine list`, then ask again",
+        )
     report = ExecutionReport()
     mutating = [a for a in resolved.actions if a.kind not in READ_ONLY]
     subject = Subject("ai.plan", count=max(1, sum(len(a.machines) or 1 for a in mutating)),

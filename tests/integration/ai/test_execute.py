@@ -91,3 +91,12 @@ async def test_resize_from_a_plan(deps: MachineDeps, profiles: Any) -> None:
     [vm] = [r for r in await deps.pve.cluster_resources(type="vm") if r.name == "big"]
     config = await deps.pve.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config")
     assert (config["cores"], str(config["memory"])) == (4, "8192")
+
+
+async def test_a_destructive_step_that_matches_nothing_runs_nothing(deps: MachineDeps, profiles: Any) -> None:
+    from autovibe.ai.execute import PlanTargetsMissing
+
+    await ask(deps, profiles, "create one claude code machine for alpha named solo")
+    with pytest.raises(PlanTargetsMissing, match="matches no machine"):
+        await ask(deps, profiles, "delete vm 999")
+    assert [m.name for m in await machines.list_machines(deps)] == ["solo"]
