@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from autovibe.ai.plan import DESTRUCTIVE, READ_ONLY, Plan, Risk, Selector
@@ -312,4 +312,4 @@ async def _codegen(
     return {"language": kind.split(".")[1], "code": text, "findings": [str(f) for f in findings]}
 
 
-__all__ = ["ResolvedPlan", "execute", "injection_signals", "resolve", "timedelta"]
+__all__ = ["ResolvedPlan", "execute", "injection_signals", "resolve"]

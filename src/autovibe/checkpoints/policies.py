@@ -136,11 +136,7 @@ def _target(session: Session, *, project: str | None, machine: str | None) -> Pr
             raise ProjectNotFound(f"no project '{project}'")
         return found_project
     assert machine is not None
-    found = (
-        repo.machine_by_vmid(session, int(machine))
-        if machine.isdigit()
-        else repo.machine_by_name(session, machine)
-    )
+    found = repo.machine_by_ref(session, machine)
     if found is None:
         raise MachineNotFound(f"no machine '{machine}'", hint="list machines with `autovibe machine list`")
     return found
@@ -185,11 +181,7 @@ def _machine_project(db: Database, machine: str | None) -> str | None:
     if machine is None:
         return None
     with db.session() as session:
-        row = (
-            repo.machine_by_vmid(session, int(machine))
-            if machine.isdigit()
-            else repo.machine_by_name(session, machine)
-        )
+        row = repo.machine_by_ref(session, machine)
         return row.project.name if row is not None else None
 
 

@@ -83,11 +83,7 @@ def _owner(session: Session, *, project: str | None, machine: str | None) -> tup
             )
         return "project_id", found.id
     assert machine is not None
-    row = (
-        repo.machine_by_vmid(session, int(machine))
-        if machine.isdigit()
-        else repo.machine_by_name(session, machine)
-    )
+    row = repo.machine_by_ref(session, machine)
     if row is None:
         raise MachineNotFound(f"no machine '{machine}'", hint="list machines with `autovibe machine list`")
     return "machine_id", row.id
@@ -99,11 +95,7 @@ def _scope_project(session: Session, *, project: str | None, machine: str | None
         return project
     if machine is None:
         return None
-    row = (
-        repo.machine_by_vmid(session, int(machine))
-        if machine.isdigit()
-        else repo.machine_by_name(session, machine)
-    )
+    row = repo.machine_by_ref(session, machine)
     return row.project.name if row is not None else None
 
 

@@ -29,7 +29,7 @@ PowerAction = Literal["start", "stop", "shutdown", "reboot"]
 def find(deps: MachineDeps, ref: str) -> Machine:
     """The tracked machine named ``ref``, or with vmid ``ref``."""
     with deps.db.session() as session:
-        row = repo.machine_by_vmid(session, int(ref)) if ref.isdigit() else repo.machine_by_name(session, ref)
+        row = repo.machine_by_ref(session, ref)
         if row is None:
             raise MachineNotFound(f"no machine '{ref}'", hint="list machines with `autovibe machine list`")
         session.expunge(row)

@@ -11,7 +11,7 @@ an interruption, applying again finishes the job.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -89,7 +89,11 @@ async def firewall_warnings(deps: MachineDeps, node: str) -> list[str]:
     return warnings
 
 
-async def _want(deps: MachineDeps, ctx: NetworkContext, profile: NetworkProfile) -> tuple[Desired, list[str]]:
+async def _want(
+    deps: MachineDeps, ctx: NetworkContext, profile: NetworkProfile
+) -> tuple[Desired, list[str], frozenset[str]]:
+    """What ``profile`` asks for now, notes for the user, and the IP sets whose host name did not resolve
+    just now (they keep their members: a DNS hiccup must not empty a set a rule uses)."""
     hosts = [e.host for e in profile.entries if e.host]
     resolved, failed = await resolve_all(ctx.resolver, [h for h in hosts if h])
     symbols: dict[str, list[str]] = {f"@{k}": list(v) for k, v in ctx.hosts.items()}
@@ -98,7 +102,7 @@ async def _want(deps: MachineDeps, ctx: NetworkContext, profile: NetworkProfile)
     want = desired(profile, resolved=resolved, symbols=symbols)
     notes = [f"could not resolve {host}: {why}" for host, why in failed.items()]
     empty = [n for n in want.notes if n.split(" ", 1)[0] not in failed]  # not said twice
-    return want, [*notes, *empty]
+    return want, [*notes, *empty], frozenset(set_name(host) for host in failed)
 
 
 async def _read_live(deps: MachineDeps, node: str, vmid: int, sets: Sequence[str]) -> Live:
@@ -116,11 +120,23 @@ async def _read_live(deps: MachineDeps, node: str, vmid: int, sets: Sequence[str
 
 
 # ---- apply -----------------------------------------------------------------------------------------
-async def _sync_ipset(deps: MachineDeps, name: str, members: frozenset[str], *, keep_old: bool) -> list[str]:
+async def _sync_ipsets(
+    deps: MachineDeps, wanted: Mapping[str, frozenset[str]], *, keep_old: frozenset[str]
+) -> list[str]:
+    """Bring each wanted IP set to its members (one listing of the cluster's sets for all of them)."""
+    existing = {str(s["name"]) for s in await deps.pve.get("/cluster/firewall/ipset")}
+    changes: list[str] = []
+    for name, members in sorted(wanted.items()):
+        changes += await _sync_ipset(deps, name, members, exists=name in existing, keep_old=name in keep_old)
+    return changes
+
+
+async def _sync_ipset(
+    deps: MachineDeps, name: str, members: frozenset[str], *, exists: bool, keep_old: bool
+) -> list[str]:
     """Create the set if needed, add missing members, then (unless ``keep_old``) remove stale ones."""
     changes = []
-    existing = {str(s["name"]) for s in await deps.pve.get("/cluster/firewall/ipset")}
-    if name not in existing:
+    if not exists:
         await deps.pve.post("/cluster/firewall/ipset", name=name, comment="managed by autovibe")
         changes.append(f"created IP set {name}")
         current: set[str] = set()
@@ -153,14 +169,8 @@ async def apply_to_vm(
             f"network profile '{profile.name}' uses bridge {profile.bridge}, which node {node} does not have",
             hint="create the bridge on the node (System > Network) or change the profile's bridge",
         )
-    want, warnings = await _want(deps, ctx, profile)
-    unresolved = {
-        n.removeprefix("could not resolve ").split(":")[0] for n in warnings if n.startswith("could not")
-    }
-    changes: list[str] = []
-    for name, members in sorted(want.ipsets.items()):
-        keep = any(set_name(h) == name for h in unresolved)
-        changes += await _sync_ipset(deps, name, members, keep_old=keep)
+    want, warnings, unresolved = await _want(deps, ctx, profile)
+    changes = await _sync_ipsets(deps, want.ipsets, keep_old=unresolved)
     path = f"/nodes/{node}/qemu/{vmid}"
     config = await deps.pve.get(f"{path}/config")
     net0 = str(config.get("net0", ""))
@@ -239,12 +249,11 @@ async def check(deps: MachineDeps, ctx: NetworkContext, ref: str) -> CheckReport
     if target.missing:
         raise MachineNotFound(f"machine '{target.name}' (VM {target.vmid}) no longer exists in PVE")
     profile = get_profile(ctx.profiles, name)
-    want, notes = await _want(deps, ctx, profile)
+    want, notes, unresolved = await _want(deps, ctx, profile)
     live = await _read_live(deps, target.node, target.vmid, sorted(want.ipsets))
-    found = drift(want, live)
-    unresolved = [n for n in notes if n.startswith("could not resolve")]
-    if unresolved:  # don't report members of a set whose name did not resolve right now
-        found = [d for d in found if not (d.kind == "ipset-members" and _about_unresolved(d, unresolved))]
+    # A set whose host name does not resolve right now is judged by nothing but its existence.
+    judged = {k: live.ipsets.get(k, v) if k in unresolved else v for k, v in want.ipsets.items()}
+    found = drift(replace(want, ipsets=judged), live)
     if not profile.isolating:
         notes.append(
             f"profile '{profile.name}' has no host guard (isolating = false): machines on it can reach the "
@@ -262,12 +271,6 @@ async def check(deps: MachineDeps, ctx: NetworkContext, ref: str) -> CheckReport
     )
 
 
-def _about_unresolved(difference: Difference, unresolved: list[str]) -> bool:
-    return any(
-        set_name(n.removeprefix("could not resolve ").split(":")[0]) in difference.detail for n in unresolved
-    )
-
-
 @dataclass(frozen=True)
 class RefreshReport:
     changes: tuple[str, ...]
@@ -277,26 +280,19 @@ class RefreshReport:
 async def refresh(deps: MachineDeps, ctx: NetworkContext) -> RefreshReport:
     """Re-resolve the host names of every profile in use and update their IP sets (members added before
     stale ones go; a name that does not resolve now keeps its old members)."""
-    with deps.security.guard_sync(deps.identity, "network.refresh", target="network IP sets"):
-        pass  # roles and the audit record; refreshing only follows DNS answers for profiles in use
     with deps.db.session() as session:
         in_use = sorted({n for n in session.scalars(select(Machine.network_profile)) if n})
-    changes: list[str] = []
     failures: list[str] = []
-    done: set[str] = set()
+    wanted: dict[str, frozenset[str]] = {}
+    keep: set[str] = set()
     for name in in_use:
         if name not in ctx.profiles:
             failures.append(f"network profile '{name}' is in use but no longer configured")
             continue
-        want, notes = await _want(deps, ctx, ctx.profiles[name])
-        unresolved = {
-            n.removeprefix("could not resolve ").split(":")[0] for n in notes if n.startswith("could not")
-        }
+        want, notes, unresolved = await _want(deps, ctx, ctx.profiles[name])
         failures += [n for n in notes if n.startswith("could not") and n not in failures]
-        for set_, members in sorted(want.ipsets.items()):
-            if set_ in done:
-                continue
-            done.add(set_)
-            keep = any(set_name(h) == set_ for h in unresolved)
-            changes += await _sync_ipset(deps, set_, members, keep_old=keep)
+        wanted |= want.ipsets
+        keep |= unresolved
+    with deps.security.guard_sync(deps.identity, "network.refresh", target="network IP sets"):
+        changes = await _sync_ipsets(deps, wanted, keep_old=frozenset(keep))
     return RefreshReport(tuple(changes), tuple(failures))

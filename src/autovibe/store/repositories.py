@@ -24,6 +24,11 @@ def machine_by_vmid(session: Session, vmid: int) -> Machine | None:
     return session.scalars(select(Machine).where(Machine.vmid == vmid)).one_or_none()
 
 
+def machine_by_ref(session: Session, ref: str) -> Machine | None:
+    """The machine named ``ref``, or with vmid ``ref`` when it is all digits (how users address them)."""
+    return machine_by_vmid(session, int(ref)) if ref.isdigit() else machine_by_name(session, ref)
+
+
 def machine_by_operation(session: Session, operation_id: str) -> Machine | None:
     return session.scalars(select(Machine).where(Machine.operation_id == operation_id)).one_or_none()
 
