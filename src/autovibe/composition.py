@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from autovibe.errors import AutovibeUnavailable
 from autovibe.pve import PasswordAuth, PveAuth, PveClient, PveTimeouts, TlsTrust, TokenAuth
+from autovibe.pve.breaker import CircuitBreaker
 from autovibe.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,11 +96,15 @@ async def open_pve(settings: Settings) -> AsyncIterator[PveClient]:
 
 
 @asynccontextmanager
-async def open_connection(settings: Settings) -> AsyncIterator[Connection]:
-    """Build the client from ``settings``: real PVE when ``pve_url`` is set, else the embedded sim."""
+async def open_connection(
+    settings: Settings, *, breaker: CircuitBreaker | None = None
+) -> AsyncIterator[Connection]:
+    """Build the client from ``settings``: real PVE when ``pve_url`` is set, else the embedded sim.
+
+    ``breaker`` (the hub's) makes a dead PVE endpoint fail fast instead of timing out every call."""
     if settings.pve_url is None:
         sim = _open_simulator(settings.sim_state_path, speed=settings.sim_speed)
-        async with _simulated(sim, settings, target=describe_target(settings)) as connection:
+        async with _simulated(sim, settings, target=describe_target(settings), breaker=breaker) as connection:
             yield connection
         return
     auth = _auth(settings)
@@ -111,6 +116,7 @@ async def open_connection(settings: Settings) -> AsyncIterator[Connection]:
         tls=TlsTrust(ca_bundle=settings.ca_bundle, fingerprint=settings.fingerprint),
         timeouts=_timeouts(settings),
         node_concurrency=settings.node_concurrency,
+        breaker=breaker,
     )
     authid = auth.token_id if isinstance(auth, TokenAuth) else settings.pve_user
     async with client:
@@ -132,7 +138,9 @@ async def open_sandbox(settings: Settings) -> AsyncIterator[Connection]:
 
 
 @asynccontextmanager
-async def _simulated(sim: SimApp, settings: Settings, *, target: str) -> AsyncIterator[Connection]:
+async def _simulated(
+    sim: SimApp, settings: Settings, *, target: str, breaker: CircuitBreaker | None = None
+) -> AsyncIterator[Connection]:
     import httpx
 
     token = sim.ensure_token()
@@ -144,6 +152,7 @@ async def _simulated(sim: SimApp, settings: Settings, *, target: str) -> AsyncIt
         timeouts=_timeouts(settings),
         node_concurrency=settings.node_concurrency,
         clock=sim.clock.now,
+        breaker=breaker,
     )
     async with client:
         yield Connection(client, target, describe_tls(settings), auth.token_id, sim.clock.now)
@@ -297,11 +306,21 @@ def admin_action(
     )
 
 
-def token_key_path() -> Path:
-    """The server key API token hashes are keyed with (created 0600 on first use)."""
+def token_key_path(settings: Settings | None = None) -> Path:
+    """The server key API token hashes are keyed with (created 0600 on first use): ``token_key_file``
+    when set (a mounted secret on a hub), else under the XDG config directory."""
     import platformdirs
 
+    if settings is not None and settings.token_key_file is not None:
+        return settings.token_key_file
     return platformdirs.user_config_path("autovibe") / "token.key"
+
+
+def token_key(settings: Settings) -> bytes:
+    """The key itself (see :func:`token_key_path`)."""
+    from autovibe.security.identity import server_key_from
+
+    return server_key_from(token_key_path(settings))
 
 
 def identity(settings: Settings, db: Database) -> Identity:
@@ -313,7 +332,7 @@ def identity(settings: Settings, db: Database) -> Identity:
 
     if settings.token is None:
         return LOCAL_ADMIN
-    key = server_key_from(token_key_path())
+    key = server_key_from(token_key_path(settings))
     return authenticate(db, settings.token.get_secret_value(), key=key, now=datetime.now(UTC))
 
 

@@ -37,3 +37,23 @@ class AutovibeConflict(AutovibeError):
 
 class AutovibeUnavailable(AutovibeError):
     """PVE (or another dependency) cannot be reached or trusted right now. Exit code 1, HTTP 503."""
+
+
+def error_kind(exc: BaseException) -> str:
+    """The kind's short name, as faces and stored job errors spell it: ``invalid``, ``denied``,
+    ``not_found``, ``conflict``, ``unavailable``, ``failed`` (any other autovibe error) or ``internal``
+    (not raised on purpose: a bug)."""
+    for kind, name in _KIND_NAMES:
+        if isinstance(exc, kind):
+            return name
+    return "failed" if isinstance(exc, AutovibeError) else "internal"
+
+
+# First match wins: a PVE transport error is "unavailable" although it is also a plain AutovibeError.
+_KIND_NAMES: tuple[tuple[type[AutovibeError], str], ...] = (
+    (AutovibeInvalid, "invalid"),
+    (AutovibeDenied, "denied"),
+    (AutovibeNotFound, "not_found"),
+    (AutovibeConflict, "conflict"),
+    (AutovibeUnavailable, "unavailable"),
+)

@@ -184,6 +184,34 @@ class AISettings(BaseModel):
     auto_checkpoint: bool = True  # checkpoint machines before an AI-initiated destructive step
 
 
+class HubSettings(BaseModel):
+    """The hub service (``autovibe serve``): where it listens, its loops, and what it allows callers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    ssl_certfile: Path | None = None  # serve HTTPS with this certificate (PEM) and ssl_keyfile
+    ssl_keyfile: Path | None = None
+    workers: int = Field(default=4, ge=1, le=64)  # jobs one replica runs at a time
+    tick_interval_s: float = Field(default=60.0, gt=0, le=86400)  # the leader's scheduler pass
+    leader_poll_s: float = Field(default=2.0, gt=0, le=300)  # followers try to take the lead this often
+    heartbeat_s: float = Field(default=5.0, gt=0, le=300)
+    replica_timeout_s: float = Field(default=30.0, gt=0, le=3600)  # silent this long = dead
+    job_poll_s: float = Field(default=0.5, gt=0, le=60)  # how often idle workers look for queued jobs
+    events_poll_s: float = Field(default=0.25, gt=0, le=10)  # how often an event stream looks for news
+    rate_per_s: float = Field(default=50.0, gt=0, le=100_000)  # token bucket per API token (or client)
+    rate_burst: int = Field(default=100, ge=1, le=1_000_000)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)  # PVE failures in a row that open the breaker
+    breaker_reset_s: float = Field(default=10.0, gt=0, le=3600)  # open this long, then one trial call
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("hub.ssl_certfile and hub.ssl_keyfile go together: set both or neither")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything autovibe needs to reach PVE and store its own data.
 
@@ -231,6 +259,13 @@ class Settings(BaseSettings):
     ai: AISettings = Field(default_factory=AISettings)
     # An autovibe API token (avt_...): act as its user instead of the local admin.
     token: SecretStr | None = None
+    # The key API token hashes are keyed with; default under the XDG config dir. The CLI that creates
+    # tokens and the hub that checks them must share it (a mounted secret on a hub).
+    token_key_file: Path | None = None
+    hub: HubSettings = Field(default_factory=HubSettings)
+    # A remote hub for the CLI (https://hub.example:8080): commands go to its API instead of PVE.
+    hub_url: str | None = None
+    hub_ca_bundle: Path | None = None  # trust the hub's certificate through this PEM CA
 
     @property
     def store_url(self) -> str:
@@ -262,6 +297,23 @@ class Settings(BaseSettings):
         if value is None:
             return None
         return _normalize_pve_url(value)
+
+    @field_validator("hub_url")
+    @classmethod
+    def _check_hub_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"hub_url must be a URL such as https://hub.example.com:8080, not {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("hub_url must not contain credentials; use AUTOVIBE_TOKEN")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                "hub_url uses http:// to a remote host, which would send your token in clear text; "
+                "use https:// (plain http is allowed only for loopback)"
+            )
+        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
     @field_validator("pve_token")
     @classmethod

@@ -96,6 +96,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "hub": LazyCommand(
         "autovibe.cli.commands.hub", "One pass of the hub's scheduler (usage, checkpoints, leases)."
     ),
+    "serve": LazyCommand(
+        "autovibe.cli.commands.serve", "Run the hub: REST API, job workers, scheduler loop (replicas lead)."
+    ),
     "db": LazyCommand("autovibe.cli.commands.db", "The store: migrate it to the newest schema."),
     "demo": LazyCommand("autovibe.cli.commands.demo", "A guided tour on a throwaway simulated cluster."),
     "sim": LazyCommand("autovibe.cli.commands.sim", "Run the embedded PVE simulator for any client."),

@@ -24,7 +24,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -243,7 +245,15 @@ Slug = Annotated[str, AfterValidator(check_slug)]
 MemoryMiB = Annotated[int, BeforeValidator(parse_memory_mib)]
 DiskGiB = Annotated[int, BeforeValidator(parse_disk_gib)]
 Cores = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_CORES)]
-Ttl = Annotated[timedelta, BeforeValidator(parse_ttl)]
+Ttl = Annotated[
+    timedelta,
+    BeforeValidator(parse_ttl),
+    # In JSON a lifetime is the same text the CLI takes ("8h", "1h30m"), not an ISO 8601 duration.
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$", "examples": ["8h"]}
+    ),
+    PlainSerializer(lambda ttl: f"{int(ttl.total_seconds())}s", return_type=str, when_used="json"),
+]
 Labels = Annotated[dict[str, str], BeforeValidator(check_labels)]
 
 

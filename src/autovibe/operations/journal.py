@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -108,12 +109,15 @@ class Journal:
                 query = query.where(Operation.status.not_in([OpStatus.COMPLETED, OpStatus.COMPENSATED]))
             return [_record(op) for op in session.scalars(query.limit(limit))]
 
-    def orphans(self) -> list[OperationRecord]:
-        """Unfinished operations whose owning process is gone (or stuck ones, whoever owns them)."""
+    def orphans(self, dead_owners: Collection[str] = ()) -> list[OperationRecord]:
+        """Unfinished operations whose owning process is gone (or stuck ones, whoever owns them).
+
+        ``dead_owners`` names owners known dead although they ran on another host (hub replicas whose
+        heartbeat stopped); this host can check its own processes itself."""
         return [
             op
             for op in self.recent(unfinished=True, limit=10_000)
-            if op.status is OpStatus.STUCK or not is_alive(op.owner)
+            if op.status is OpStatus.STUCK or op.owner in dead_owners or not is_alive(op.owner)
         ]
 
 

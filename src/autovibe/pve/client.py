@@ -22,6 +22,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from autovibe.pve.auth import TICKET_PATH, PveAuth, TicketSession, TokenAuth
+from autovibe.pve.breaker import CircuitBreaker
 from autovibe.pve.config import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
@@ -157,6 +158,7 @@ class PveClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         observer: Callable[[RequestObservation], None] | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         root = base_url.rstrip("/").removesuffix(API_PREFIX)
         try:
@@ -182,6 +184,7 @@ class PveClient:
         self._sleep = sleep
         self._clock = clock
         self._observer = observer
+        self.breaker = breaker
         self._http: httpx.AsyncClient | None = None
         self._build_lock = asyncio.Lock()
         self._closed = False
@@ -247,6 +250,18 @@ class PveClient:
         if not path.startswith("/"):
             raise ValueError(f"API paths start with '/', got {path!r}")
         encoded = encode_params(params or {})
+        if self.breaker is None:
+            return await self._request(method, path, encoded)
+        self.breaker.before(method, path)
+        try:
+            envelope = await self._request(method, path, encoded)
+        except BaseException as exc:
+            self.breaker.record(exc)
+            raise
+        self.breaker.record(None)
+        return envelope
+
+    async def _request(self, method: str, path: str, encoded: dict[str, FormValue]) -> Envelope:
         if method != "GET" or self._retry.attempts == 1:
             return await self._attempt(method, path, encoded)
         controller = retrying(self._retry, self._sleep, method, path)

@@ -129,6 +129,27 @@ class Gate:
             key=self.audit_key,
         )
 
+    def precheck(
+        self,
+        identity: Identity,
+        action: str,
+        *,
+        target: str,
+        project: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The role check alone, before work is queued (the hub's 202 answers): a refusal is recorded
+        and raised now, so the caller gets a 403 instead of a job that fails later. Risk and approval
+        are weighed by :meth:`admit` when the work runs, on the parameters it runs with."""
+        try:
+            rbac.check(identity, action, project)
+        except AutovibeDenied:
+            self._record(
+                identity, action, target, project, decision="deny", outcome="refused", risk=0,
+                params=dict(params or {}),
+            )  # fmt: skip
+            raise
+
     def admit(
         self,
         identity: Identity,

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from autovibe.store.errors import StoreConflict, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 0x6175_7476_0001  # PostgreSQL advisory lock key held while migrating
 
 
 def sqlite_url(path: Path) -> str:
@@ -67,6 +68,9 @@ class Database:
 
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Hub replicas starting together would otherwise race to create the same tables.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                 config = _alembic_config(connection)
                 command.upgrade(config, revision)
         except OperationalError as exc:

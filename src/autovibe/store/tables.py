@@ -411,3 +411,50 @@ class StoredSecret(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HubJob(Base):
+    """Long work submitted to the hub (a fleet deploy, a restore...): queued, claimed by one replica with
+    ``FOR UPDATE SKIP LOCKED``, run there, finished with a result or an error. ``actor`` is the user
+    it runs as (re-checked when it runs); its journaled operations carry the same actor."""
+
+    __tablename__ = "hub_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued|running|succeeded|failed
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str] = mapped_column(String(128))
+    project: Mapped[str | None] = mapped_column(String(64), default=None)
+    replica: Mapped[str | None] = mapped_column(String(128), default=None)  # who claimed it
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class HubJobEvent(Base):
+    """One progress event of a job, numbered from 1: what its Server-Sent Events stream replays."""
+
+    __tablename__ = "hub_job_events"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("hub_jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class HubReplica(Base):
+    """A running hub replica and its heartbeat; a replica silent for long is taken as dead, and the
+    leader fails its jobs and resumes its journaled operations."""
+
+    __tablename__ = "hub_replicas"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the journal's owner string
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    leader: Mapped[bool] = mapped_column(Boolean, default=False)
+    url: Mapped[str | None] = mapped_column(Text, default=None)

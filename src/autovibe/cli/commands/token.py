@@ -63,7 +63,7 @@ def create(
         open_store(ctx, json_output=json_output) as (settings, db),
         admin_action(settings, db, "token.create", f"token for user {user}"),
     ):
-        key = server_key_from(token_key_path())
+        key = server_key_from(token_key_path(settings))
         read, secret = create_token(db, user, description=description, ttl=lifetime, key=key)
     warning = "this is the only time the token is shown: store it now, it cannot be shown again"
     if json_output:

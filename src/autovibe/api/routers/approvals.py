@@ -1,0 +1,7 @@
+"""Approvals (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/approvals", tags=["approvals"])

@@ -1,0 +1,7 @@
+"""Audit (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/audit", tags=["audit"])

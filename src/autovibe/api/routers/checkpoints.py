@@ -1,0 +1,7 @@
+"""Checkpoints (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/machines", tags=["checkpoints"])

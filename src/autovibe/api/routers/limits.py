@@ -1,0 +1,7 @@
+"""Limits (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/machines", tags=["limits"])

@@ -1,0 +1,7 @@
+"""Network (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/network", tags=["network"])

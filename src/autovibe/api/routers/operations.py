@@ -1,0 +1,7 @@
+"""Operations (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/operations", tags=["operations"])

@@ -1,0 +1,7 @@
+"""Quotas (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/projects", tags=["quotas"])

@@ -1,0 +1,7 @@
+"""Retention (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/retention", tags=["retention"])

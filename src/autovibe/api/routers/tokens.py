@@ -1,0 +1,7 @@
+"""Tokens (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])

@@ -1,0 +1,7 @@
+"""Usage (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/usage", tags=["usage"])

@@ -1,0 +1,7 @@
+"""Users (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/users", tags=["users"])

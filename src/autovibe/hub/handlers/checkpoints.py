@@ -1,0 +1,1 @@
+"""checkpoints jobs (filled in by the checkpoints router work)."""

@@ -1,0 +1,1 @@
+"""network jobs (filled in by the network router work)."""

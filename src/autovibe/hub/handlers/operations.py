@@ -1,0 +1,1 @@
+"""operations jobs (filled in by the operations router work)."""

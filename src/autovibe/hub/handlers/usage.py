@@ -1,0 +1,1 @@
+"""usage jobs (filled in by the usage router work)."""
