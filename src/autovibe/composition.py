@@ -69,7 +69,10 @@ class SimulatorUnavailable(AutovibeUnavailable):
 
 
 def describe_target(settings: Settings) -> str:
-    """One line naming the target: ``PVE https://host:8006`` or ``simulated cluster (embedded, …)``."""
+    """One line naming the target: ``PVE https://host:8006``, ``simulated cluster (embedded, …)``, or
+    ``hub https://…`` when commands go to a remote hub."""
+    if settings.hub_url is not None:
+        return f"hub {settings.hub_url}"
     if settings.pve_url is None:
         return f"simulated cluster (embedded, state {_tilde(settings.sim_state_path)})"
     return f"PVE {settings.pve_url}"

@@ -176,6 +176,12 @@ def root(
     fingerprint: Annotated[
         str | None, typer.Option("--fingerprint", help="Trust the PVE certificate with this SHA-256.")
     ] = None,
+    hub: Annotated[
+        str | None,
+        typer.Option(
+            "--hub", help="Send commands to this hub's API (https://HOST:PORT) [env: AUTOVIBE_HUB_URL]."
+        ),
+    ] = None,
     sim_state: Annotated[
         Path | None, typer.Option("--sim-state", help="State file of the embedded simulated cluster.")
     ] = None,
@@ -194,6 +200,7 @@ def root(
         "ca_bundle": ca_bundle,
         "fingerprint": fingerprint,
         "sim_state_path": sim_state,
+        "hub_url": hub,
     }
     ctx.obj = CliState(config_path=config, overrides=overrides, verbose=verbose)
     if ctx.invoked_subcommand is None:
