@@ -24,13 +24,14 @@ import structlog
 from autovibe import composition
 from autovibe.composition import Connection
 from autovibe.errors import AutovibeError, error_kind
-from autovibe.hub.handlers import JobContext, load_all
+from autovibe.hub.handlers import JobContext, JobPartlyFailed, load_all
 from autovibe.hub.jobs import JobError, JobQueue, JobRead
 from autovibe.hub.leader import Leadership, Replicas
 from autovibe.hub.tick import TickOutcome, run_pass
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.profiles import Profile
 from autovibe.operations.journal import Journal
+from autovibe.operations.models import OpStatus
 from autovibe.operations.owner import this_process
 from autovibe.operations.runner import Runner
 from autovibe.pve.breaker import CircuitBreaker
@@ -150,6 +151,9 @@ class Hub:
                 elif was_leader and not leading:
                     _log.warning("hub.lost_lead", replica=self.replica)
                 self.replicas.beat(leader=leading)
+                if leading:
+                    # Every round, not every tick: a dead replica's half-done deploys are undone soon.
+                    await self.recover_dead_replicas()
                 if leading and loop.time() >= next_tick:
                     await self.scheduler_pass()
                     next_tick = loop.time() + hub.tick_interval_s
@@ -160,8 +164,7 @@ class Hub:
             await asyncio.sleep(min(hub.leader_poll_s, hub.heartbeat_s))
 
     async def scheduler_pass(self) -> TickOutcome:
-        """What the leader does every ``tick_interval_s``: clean up after dead replicas, then a pass."""
-        await self.recover_dead_replicas()
+        """What the leader does every ``tick_interval_s``: one scheduler pass (see ``hub.tick``)."""
         outcome = await run_pass(self.settings, self.base_deps, self.connection.clock)
         self.last_tick, self.last_tick_outcome = datetime.now(UTC), outcome
         if outcome.usage_error:
@@ -181,8 +184,8 @@ class Hub:
         runner = Runner(journal, deps)
         resumed = []
         for record in journal.orphans(dead_owners=dead):
-            if record.owner == self.replica:
-                continue  # our own operations are running right here
+            if record.owner == self.replica or record.status is OpStatus.STUCK:
+                continue  # ours run right here; a stuck one needs a person (`autovibe ops resume`)
             try:
                 with deps.security.guard_sync(
                     HUB, "ops.resume", target=f"operation {record.id} ({record.kind})"
@@ -230,7 +233,8 @@ class Hub:
             if error.kind == "internal":
                 _log.exception("hub.job_crashed", job=job.id, kind=job.kind)
             emit({"type": "status", "status": "failed", "error": error.model_dump(mode="json")})
-            return self.jobs.finish(job.id, error=error)
+            partial = exc.result if isinstance(exc, JobPartlyFailed) else None
+            return self.jobs.finish(job.id, result=partial, error=error)
         finally:
             self._running.discard(job.id)
         emit({"type": "status", "status": "succeeded"})
@@ -255,7 +259,8 @@ def _job_error(exc: BaseException) -> JobError:
         operation_id = getattr(exc, "operation_id", None)
         if operation_id:
             details = {**(details or {}), "operation_id": operation_id}
-        return JobError(kind=error_kind(exc), message=exc.message, hint=exc.hint, details=details)
+        kind = "approval_required" if isinstance(exc, ApprovalRequired) else error_kind(exc)
+        return JobError(kind=kind, message=exc.message, hint=exc.hint, details=details)
     return JobError(
         kind="internal",
         message=f"internal error ({type(exc).__name__})",

@@ -31,6 +31,7 @@ from autovibe.network.firewall import (
 )
 from autovibe.network.profiles import PVE_HOSTS, NetworkProfile, NetworkProfileInvalid, get_profile
 from autovibe.network.resolve import Resolver, resolve_all
+from autovibe.pve import PveApiError
 from autovibe.security.risk import Subject
 from autovibe.store.tables import Machine
 
@@ -136,20 +137,35 @@ async def _sync_ipset(
 ) -> list[str]:
     """Create the set if needed, add missing members, then (unless ``keep_old``) remove stale ones."""
     changes = []
+    current: set[str] = set()
     if not exists:
-        await deps.pve.post("/cluster/firewall/ipset", name=name, comment="managed by autovibe")
-        changes.append(f"created IP set {name}")
-        current: set[str] = set()
-    else:
+        try:
+            await deps.pve.post("/cluster/firewall/ipset", name=name, comment="managed by autovibe")
+            changes.append(f"created IP set {name}")
+        except PveApiError as exc:
+            # The machines of a fleet apply the same profile at once: another one just made the set.
+            if not _already_exists(exc):
+                raise
+            exists = True
+    if exists:
         current = {str(e["cidr"]) for e in await deps.pve.get(f"/cluster/firewall/ipset/{name}")}
     for member in sorted(members - current):
-        await deps.pve.post(f"/cluster/firewall/ipset/{name}", cidr=member)
+        try:
+            await deps.pve.post(f"/cluster/firewall/ipset/{name}", cidr=member)
+        except PveApiError as exc:
+            if not _already_exists(exc):
+                raise
+            continue  # added meanwhile by a concurrent apply of the same profile
         changes.append(f"{name}: added {member}")
     if not keep_old:
         for member in sorted(current - members):
             await deps.pve.delete(f"/cluster/firewall/ipset/{name}/{member}")
             changes.append(f"{name}: removed {member}")
     return changes
+
+
+def _already_exists(exc: PveApiError) -> bool:
+    return "already exists" in exc.message or any("already exists" in v for v in exc.errors.values())
 
 
 def _with_net(net0: str, profile: NetworkProfile) -> str:

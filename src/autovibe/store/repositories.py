@@ -26,7 +26,10 @@ def machine_by_vmid(session: Session, vmid: int) -> Machine | None:
 
 def machine_by_ref(session: Session, ref: str) -> Machine | None:
     """The machine named ``ref``, or with vmid ``ref`` when it is all digits (how users address them)."""
-    return machine_by_vmid(session, int(ref)) if ref.isdigit() else machine_by_name(session, ref)
+    # ASCII digits only ("²".isdigit() is true), and no longer than a vmid can be (PVE: up to 999999999).
+    if ref.isascii() and ref.isdigit():
+        return machine_by_vmid(session, int(ref)) if len(ref) <= 9 else None
+    return machine_by_name(session, ref)
 
 
 def machine_by_operation(session: Session, operation_id: str) -> Machine | None:

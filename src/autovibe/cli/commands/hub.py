@@ -1,7 +1,7 @@
 """``autovibe hub ...``: the hub's periodic work, one pass at a time.
 
-The future hub runs these passes continuously; ``hub tick`` runs one now (from cron, a systemd timer,
-or by hand), so usage is sampled, quotas enforced and leases honoured even before the hub exists.
+The hub (``autovibe serve``) runs these passes continuously on its leader; ``hub tick`` runs one now
+(from cron, a systemd timer, or by hand) without a hub.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from autovibe.cli import render
 from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 
 if TYPE_CHECKING:
-    from autovibe.checkpoints.schedules import ScheduledRun
-    from autovibe.network.service import RefreshReport
-    from autovibe.operations.models import OperationRecord
+    from autovibe.hub.tick import TickOutcome
     from autovibe.settings import Settings
-    from autovibe.usage.service import TickReport
 
 app = typer.Typer(rich_markup_mode=None, invoke_without_command=True, add_completion=False)
 
@@ -59,8 +56,9 @@ def tick(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    usage, usage_error = run(_usage(settings, dry_run=dry_run))
-    scheduled, refreshed, expired = ([], None, []) if dry_run else run(_tick(settings))
+    outcome = run(_pass(settings, dry_run=dry_run))
+    usage, usage_error = outcome.usage, outcome.usage_error
+    scheduled, refreshed, expired = outcome.scheduled, outcome.refreshed, outcome.expired
     failed = usage_error is not None or any(r.error for r in scheduled)
     if json_output:
         render.emit_json(
@@ -115,31 +113,12 @@ def tick(
     raise typer.Exit(1 if failed else 0)
 
 
-async def _usage(settings: Settings, *, dry_run: bool) -> tuple[TickReport | None, str | None]:
-    """The usage pass, or why it failed: a PVE or store failure there must not hold up lease expiry."""
-    from autovibe.cli.commands.quota import usage_pass
-    from autovibe.errors import AutovibeError
+async def _pass(settings: Settings, *, dry_run: bool) -> TickOutcome:
+    """The hub's scheduler pass (``autovibe.hub.tick``), run once from here as the local admin."""
+    from autovibe.composition import LOCAL_ACTOR, machine_deps, open_connection, store
+    from autovibe.hub.tick import run_pass
 
-    try:
-        return await usage_pass(settings, dry_run=dry_run, as_hub=True), None
-    except AutovibeError as exc:
-        return None, exc.message
-
-
-async def _tick(settings: Settings) -> tuple[list[ScheduledRun], RefreshReport, list[OperationRecord]]:
-    from autovibe.checkpoints import schedules
-    from autovibe.composition import LOCAL_ACTOR, network_context, open_machines, profiles
-    from autovibe.errors import AutovibeError
-    from autovibe.machines import service
-    from autovibe.network import service as network
-    from autovibe.security.gate import HUB
-
-    async with open_machines(settings) as deps:
-        deps.identity = HUB  # the scheduler acts on the schedules, leases and quotas admins set
-        # Checkpoints first: a machine whose lease ends in this pass still gets its due checkpoint.
-        scheduled = await schedules.run_due(deps, actor=LOCAL_ACTOR)
-        try:
-            refreshed = await network.refresh(deps, network_context(settings))
-        except AutovibeError as exc:  # PVE trouble here must not hold up lease expiry
-            refreshed = network.RefreshReport((), (f"refresh failed: {exc.message}",))
-        return scheduled, refreshed, await service.expire_due(deps, profiles(settings), actor=LOCAL_ACTOR)
+    with store(settings) as db:
+        async with open_connection(settings) as connection:
+            deps = machine_deps(settings, connection.pve, db, clock=connection.clock)
+            return await run_pass(settings, deps, connection.clock, dry_run=dry_run, actor=LOCAL_ACTOR)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autovibe.errors import AutovibeError
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.profiles import Profile
 from autovibe.settings import Settings
@@ -35,6 +36,15 @@ class JobContext:
     def approval(self) -> str | None:
         value = self.params.get("approval")
         return str(value) if value else None
+
+
+class JobPartlyFailed(AutovibeError):
+    """Some of the job's work failed (machines of a fleet): the job fails, and keeps ``result`` (what
+    each part did) beside its error."""
+
+    def __init__(self, message: str, *, result: dict[str, Any], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
 
 
 Handler = Callable[[JobContext], Awaitable[dict[str, Any]]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from autovibe.hub.handlers import JobContext, handler, step_progress
+from autovibe.hub.handlers import JobContext, JobPartlyFailed, handler, step_progress
 from autovibe.machines import fleet
 from autovibe.machines import service as machines
 from autovibe.machines.models import MachineCreate
@@ -26,7 +26,16 @@ async def create(job: JobContext) -> dict[str, Any]:
     outcomes = [dataclasses.asdict(outcome) for outcome in result.outcomes]
     for outcome in outcomes:
         job.emit({"type": "machine", **outcome})
-    return {"ok": result.ok, "outcomes": outcomes}
+    summary = {"ok": result.ok, "outcomes": outcomes}
+    failed = [o for o in outcomes if o["status"] != "deployed"]
+    if failed:
+        raise JobPartlyFailed(
+            f"{len(failed)} of {len(outcomes)} machine(s) not deployed; first: {failed[0]['name']}: "
+            f"{failed[0]['error'] or failed[0]['status']}",
+            result=summary,
+            hint="every failed machine was undone; see result.outcomes, then retry those names",
+        )
+    return summary
 
 
 @handler("machine.power")

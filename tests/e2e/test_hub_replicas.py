@@ -1,0 +1,226 @@
+"""Two hub replicas on one PostgreSQL and one (served, HTTPS) simulated PVE, as real processes.
+
+Only one leads; a fleet deploy submitted to one replica is watched (SSE) from the other and runs
+exactly once; SIGKILLing the leader hands the lead to the survivor, which also undoes the dead
+replica's half-done work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from autovibe.security.identity import add_user, bind, create_token, server_key_from
+from autovibe.store.db import Database
+from tests.e2e.conftest import TOKEN_NAME, TOKEN_SECRET, ServedSim, start_sim
+from tests.fakes.postgres import PostgresServer, PostgresUnavailable
+
+pytestmark = pytest.mark.e2e
+API = "/api/v1"
+DEADLINE_S = 60.0
+
+
+@dataclass
+class Replica:
+    proc: subprocess.Popen[str]
+    url: str
+
+    def get(self, path: str, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30)
+
+    def ready(self) -> dict[str, Any]:
+        return dict(self.get("/readyz").json())
+
+
+@dataclass
+class Cluster:
+    database_url: str
+    sim: ServedSim
+    token: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    tmp = tmp_path_factory.mktemp("replicas")
+    sim_proc, sim = start_sim(tmp / "sim")
+    try:
+        url = server.url(server.create_database())
+        key_file = tmp / "token.key"
+        db = Database.open(url)
+        add_user(db, "alice")
+        bind(db, "alice", "admin")
+        _read, token = create_token(db, "alice", key=server_key_from(key_file))
+        from autovibe.machines.models import ProjectCreate
+        from autovibe.machines.projects import create as create_project
+
+        create_project(db=db, request=ProjectCreate(name="alpha"))
+        db.dispose()
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "HOME": str(tmp),
+            "XDG_CONFIG_HOME": str(tmp / "config"),
+            "XDG_DATA_HOME": str(tmp / "data"),
+            "AUTOVIBE_DATABASE_URL": url,
+            "AUTOVIBE_PVE_URL": sim.url,
+            "AUTOVIBE_PVE_TOKEN": f"root@pam!{TOKEN_NAME}={TOKEN_SECRET}",
+            "AUTOVIBE_FINGERPRINT": sim.fingerprint,
+            "AUTOVIBE_TOKEN_KEY_FILE": str(key_file),
+            "AUTOVIBE_HUB__LEADER_POLL_S": "0.2",
+            "AUTOVIBE_HUB__HEARTBEAT_S": "0.2",
+            "AUTOVIBE_HUB__REPLICA_TIMEOUT_S": "3",
+            "AUTOVIBE_HUB__JOB_POLL_S": "0.05",
+            "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05",
+            "AUTOVIBE_HUB__TICK_INTERVAL_S": "3600",
+        }
+        yield Cluster(url, sim, token, env)
+    finally:
+        sim_proc.terminate()
+        sim_proc.wait(timeout=10)
+        if sim_proc.stdout:
+            sim_proc.stdout.close()
+        server.stop()
+
+
+def start_replica(cluster: Cluster) -> Replica:
+    cmd = [sys.executable, "-m", "autovibe", "serve", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            # Keep draining its output so a chatty replica never blocks on a full pipe.
+            _drain(proc)
+            return Replica(proc, match.group(1))
+    proc.wait(timeout=10)
+    raise AssertionError("replica did not start:\n" + "".join(seen))
+
+
+def _drain(proc: subprocess.Popen[str]) -> None:
+    import threading
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for _line in proc.stdout:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+
+
+def stop(replica: Replica) -> None:
+    if replica.proc.poll() is None:
+        replica.proc.terminate()
+        try:
+            replica.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            replica.proc.kill()
+            replica.proc.wait(timeout=10)
+
+
+def until(condition: Callable[[], Any], what: str) -> Any:
+    """Poll ``condition`` (each poll is a real request) until it is truthy; fail after the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)  # a poll interval, not a timing assumption: the deadline is what can fail
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def follow(replica: Replica, token: str, job_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.stream(
+        "GET", f"{replica.url}{API}/jobs/{job_id}/events", headers=headers, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        kind, data = "message", ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].strip()
+            elif line == "" and data:
+                if kind == "end":
+                    return events, json.loads(data)
+                events.append({"event": kind, **json.loads(data)})
+                kind, data = "message", ""
+    raise AssertionError("event stream ended without 'end'")
+
+
+def leaders(replicas: list[Replica]) -> list[Replica]:
+    return [r for r in replicas if r.proc.poll() is None and r.ready()["leader"]]
+
+
+def test_two_replicas_one_leader_shared_jobs_and_handover(cluster: Cluster) -> None:
+    a, b = start_replica(cluster), start_replica(cluster)
+    try:
+        until(lambda: len(leaders([a, b])) == 1, "one leader")
+        assert len(leaders([a, b])) == 1  # and still exactly one a moment later
+        leader = leaders([a, b])[0]
+        follower = b if leader is a else a
+        assert not follower.ready()["leader"]
+
+        # A fleet submitted to the follower, watched from the leader.
+        body = {"name": "rep", "profile": "claude_code", "project": "alpha", "count": 3}
+        headers = {"Authorization": f"Bearer {cluster.token}"}
+        submitted = httpx.post(f"{follower.url}{API}/machines", json=body, headers=headers, timeout=30)
+        assert submitted.status_code == 202, submitted.text
+        events, job = follow(leader, cluster.token, submitted.json()["id"])
+        assert job["status"] == "succeeded", job
+        assert sorted(o["name"] for o in job["result"]["outcomes"]) == ["rep-1", "rep-2", "rep-3"], job
+        assert job["result"]["ok"], json.dumps(job["result"])
+        # Ran once: one claim, one "running" status, each machine's steps once each.
+        assert [e["status"] for e in events if e["event"] == "status"] == ["running", "succeeded"]
+        steps = [(e["machine"], e["index"]) for e in events if e["event"] == "step"]
+        assert len(steps) == len(set(steps))
+        # Both replicas see the same machines, and PVE holds each exactly once.
+        for replica in (a, b):
+            listed = replica.get(f"{API}/machines?project=alpha", cluster.token).json()
+            assert sorted(m["name"] for m in listed) == ["rep-1", "rep-2", "rep-3"]
+        pve = httpx.get(
+            f"{cluster.sim.url}/api2/json/cluster/resources?type=vm",
+            headers={"Authorization": f"PVEAPIToken=root@pam!{TOKEN_NAME}={TOKEN_SECRET}"},
+            verify=False,  # the simulator's self-signed certificate; only this raw check skips it
+            timeout=30,
+        ).json()["data"]
+        names = [vm.get("name") for vm in pve]
+        assert sorted(n for n in names if n and n.startswith("rep-")) == ["rep-1", "rep-2", "rep-3"]
+
+        # Kill the leader hard: the survivor takes the lead and keeps serving.
+        leader.proc.send_signal(signal.SIGKILL)
+        leader.proc.wait(timeout=10)
+        until(lambda: follower.ready()["leader"], "the survivor to lead")
+        again = httpx.post(
+            f"{follower.url}{API}/machines",
+            json={"name": "after", "profile": "claude_code", "project": "alpha"},
+            headers=headers,
+            timeout=30,
+        )
+        assert again.status_code == 202
+        _events, job = follow(follower, cluster.token, again.json()["id"])
+        assert job["status"] == "succeeded", job
+        assert job["replica"] == follower.ready()["replica"]
+    finally:
+        stop(a)
+        stop(b)
