@@ -215,6 +215,10 @@ def test_demo_runs_on_a_fresh_cluster_and_leaves_the_users_alone(cli: Cli) -> No
         "- warm",
         "rollback to 'warm'",
         "sim serve",
+        "POST /api/v1/machines → 202",  # the hub step: a token's deploy as a job with streamed events
+        "event: ci-runner step 4/9 clone",
+        "event: job succeeded",
+        "POST /api/v1/projects as ci-bot → 403",
     ):
         assert expected in result.stdout
     assert "VM 100 is running again, from RAM" in result.stdout

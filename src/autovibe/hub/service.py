@@ -92,9 +92,10 @@ class Hub:
         finally:
             db.dispose()
 
-    def start(self) -> None:
+    def start(self, *, lead: bool = True) -> None:
+        """Run the job workers and (``lead``) the heartbeat-and-lead loop with the scheduler."""
         self.replicas.beat(leader=False)
-        self._tasks = [asyncio.create_task(self._lead_loop(), name="hub-lead")]
+        self._tasks = [asyncio.create_task(self._lead_loop(), name="hub-lead")] if lead else []
         self._tasks += [
             asyncio.create_task(self._worker(), name=f"hub-worker-{i}")
             for i in range(self.settings.hub.workers)

@@ -48,6 +48,7 @@ RESERVED_NAMES: Final = frozenset({"local-admin", "system", "hub"})
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _TOKEN_RE = re.compile(r"avt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DUMMY_HASH = "0" * 64
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 # ---- the identity the gate checks ----------------------------------------------------------------
@@ -261,7 +262,9 @@ def authenticate(db: Database, token_string: str, *, key: bytes, now: datetime) 
         live = row.revoked_at is None and (row.expires_at is None or now < row.expires_at)
         if owner is None or owner.disabled or not live:
             raise AuthenticationFailed(AUTHENTICATION_FAILED)
-        row.last_used_at = now
+        # Recorded to the minute: a write on every API call would serialise the hub's reads on it.
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+            row.last_used_at = now
         return Identity(owner.name, _bindings(session, owner), "user")
 
 

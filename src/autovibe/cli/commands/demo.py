@@ -19,11 +19,14 @@ from autovibe.cli import render
 from autovibe.cli.commands import load_cli_settings, run
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from autovibe.cluster.models import GuestRef, SnapshotNode
     from autovibe.composition import Connection
     from autovibe.machines.deploy import MachineDeps
     from autovibe.pve import TaskStatus
     from autovibe.settings import Settings
+    from autovibe.store.db import Database
 
 app = typer.Typer(rich_markup_mode=None, add_completion=False)
 
@@ -150,7 +153,8 @@ async def _machines(connection: Connection, settings: Settings) -> int:
             await _network(deps, settings, machine)
             after = await usage_tour(connection, deps, settings, runaway=machine, project=PROJECT, first=18)
             _audit(deps, after)
-            return after + 1
+            await _hub(connection, db, settings, Path(scratch), after + 1)
+            return after + 2
         finally:
             db.dispose()
 
@@ -175,6 +179,57 @@ def _audit(deps: MachineDeps, number: int) -> None:
         else f"audit verify: entry {result.first_bad}: {result.problem}"
     )
     render.line(verdict)
+
+
+async def _hub(connection: Connection, db: Database, settings: Settings, scratch: Path, number: int) -> None:
+    """The same services behind the hub's REST API: a CI job's token deploys a machine as a job and
+    follows its progress as Server-Sent Events (in process here; `autovibe serve` puts it on a port)."""
+    import json
+
+    import httpx
+
+    from autovibe.api.app import create_app
+    from autovibe.hub.service import Hub
+    from autovibe.pve.breaker import CircuitBreaker
+    from autovibe.security.identity import add_user, bind, create_token, server_key_from
+
+    settings = settings.model_copy(update={"token_key_file": scratch / "token.key"})
+    hub = Hub(settings, db, connection, CircuitBreaker())
+    add_user(db, "ci-bot")
+    bind(db, "ci-bot", "operator", PROJECT)
+    key = server_key_from(scratch / "token.key")
+    _read, token = create_token(db, "ci-bot", description="demo CI job", key=key)
+    render.step(
+        number,
+        f"The hub's REST API (`autovibe serve`): user 'ci-bot', an operator of '{PROJECT}', deploys "
+        "a machine with its own token; the work runs as a job and streams its progress",
+    )
+    hub.start(lead=False)  # job workers only: the tour runs no scheduler behind your back
+    app = create_app(settings, hub=hub)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as api:
+            body = {"name": "ci-runner", "profile": PROFILE, "project": PROJECT}
+            accepted = await api.post("/api/v1/machines", json=body, headers=headers)
+            render.line(f"POST /api/v1/machines → {accepted.status_code}, job {accepted.json()['id'][:8]}")
+            events = accepted.json()["links"]["events"]
+            async with api.stream("GET", events, headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = json.loads(line[5:])
+                    if data.get("type") == "step" and data["step"] != "done":
+                        step = f"{data['index'] + 1}/{data['total']} {data['step']}"
+                        render.line(f"  event: {data['machine']} step {step}")
+                    elif data.get("type") == "status":
+                        render.line(f"  event: job {data['status']}")
+            listed = (await api.get("/api/v1/machines", params={"project": PROJECT}, headers=headers)).json()
+            names = ", ".join(m["name"] for m in listed)
+            render.line(f"GET /api/v1/machines → {len(listed)} machine(s): {names}")
+            denied = await api.post("/api/v1/projects", json={"name": "rogue"}, headers=headers)
+            render.line(f"POST /api/v1/projects as ci-bot → {denied.status_code}: {denied.json()['message']}")
+    finally:
+        await hub.stop()
 
 
 DEMO_DNS = {
@@ -336,6 +391,8 @@ def _what_next(number: int) -> None:
         "autovibe quota set alpha --cpu-hours 100   then: autovibe hub tick (from cron); autovibe usage "
         "--by machine; autovibe quota show",
         "autovibe limits set claude-code-1 --max-cpu 90 --idle-cpu 5 --idle-for 30m",
+        "autovibe serve --port 8080     the hub: REST API (/docs), job workers, scheduler; then, with "
+        "AUTOVIBE_TOKEN from `autovibe token create`: autovibe --hub http://127.0.0.1:8080 machine list",
         "",
         "then, with the API token and certificate that `sim serve --tls` prints:",
         "  from proxmoxer import ProxmoxAPI",
