@@ -218,7 +218,12 @@ def deploy_fleet(
 
     display = FleetDisplay(render.output(), request.names, quiet=json_output)
     with display:
-        outcomes, pressed = run(deploy())
+        if settings.hub_url:  # the hub deploys; its job's step events move the same bars
+            from autovibe.cli import remote
+
+            outcomes, pressed = remote.deploy(settings, request, display)
+        else:
+            outcomes, pressed = run(deploy())
         display.settle({o.name: o.status for o in outcomes})
     failed = [o for o in outcomes if o.status in NOT_DEPLOYED]
     if json_output:

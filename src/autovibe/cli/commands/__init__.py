@@ -49,6 +49,11 @@ def load_cli_settings(ctx: typer.Context) -> Settings:
 
     state = cli_state(ctx)
     settings = load_settings(config_path=state.config_path, overrides=state.overrides)
+    if settings.hub_url is not None:
+        # A command without a remote half must not quietly act on the local store instead of the hub.
+        from autovibe.cli.remote import refuse_unsupported
+
+        refuse_unsupported(ctx.command_path.split()[1:])
     register_settings_secrets(settings)
     configure_logging(settings.log_level, verbose=state.verbose)
     _warn_about_config_permissions(state)

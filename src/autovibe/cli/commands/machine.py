@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autovibe.cli import render
+from autovibe.cli import remote, render
 from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 from autovibe.cli.commands.project import BadInput, JsonFlag, LabelOption, parse_labels, refuse
 
@@ -79,10 +79,11 @@ def create(
     data.update({key: value for key, value in optional.items() if value is not None})
     if linked:
         data["full_clone"] = False
-    catalog = profiles(settings)
+    catalog = {} if settings.hub_url else profiles(settings)  # a hub checks against its own profiles
     try:
         request = parse_request(MachineCreate, data)
-        resolved_spec(request, get_profile(catalog, request.profile))
+        if not settings.hub_url:
+            resolved_spec(request, get_profile(catalog, request.profile))
     except (InvalidMachineRequest, ProfileNotFound) as exc:
         raise refuse(exc, REQUEST_FLAGS) from None
     if not json_output:
@@ -102,7 +103,7 @@ def list_(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    machines = run(_list(settings, project))
+    machines = remote.list_machines(settings, project) if settings.hub_url else run(_list(settings, project))
     if json_output:
         render.emit_json(
             {**json_envelope(settings), "machines": [m.model_dump(mode="json") for m in machines]}
@@ -167,7 +168,7 @@ def show(ctx: typer.Context, ref: RefArg, json_output: JsonFlag = False) -> None
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    view = run(_show(settings, ref))
+    view = remote.show_machine(settings, ref) if settings.hub_url else run(_show(settings, ref))
     if json_output:
         render.emit_json({**json_envelope(settings), "machine": view.model_dump(mode="json")})
         return
@@ -220,16 +221,19 @@ def _power(ctx: typer.Context, ref: str, action: PowerAction, json_output: bool)
 
     settings = load_cli_settings(ctx)
 
-    async def act() -> MachineRead:
+    async def local() -> MachineRead:
         async with open_machines(settings) as deps:
             return await service.power(deps, ref, action)
 
+    def act() -> MachineRead:
+        return remote.power(settings, ref, action) if settings.hub_url else run(local())
+
     if json_output:
-        render.emit_json({**json_envelope(settings), "machine": run(act()).model_dump(mode="json")})
+        render.emit_json({**json_envelope(settings), "machine": act().model_dump(mode="json")})
         return
     render.header(describe_target(settings))
     with render.progress(f"{action} {ref}"):
-        view = run(act())
+        view = act()
     render.line(f"machine '{view.name}' (VM {view.vmid} on {view.node}) is {view.status}")
 
 
@@ -281,7 +285,7 @@ def delete(
     if not json_output:
         render.header(describe_target(settings))
     if not yes:
-        view = run(_show(settings, ref))
+        view = remote.show_machine(settings, ref) if settings.hub_url else run(_show(settings, ref))
         question = (
             f"Delete machine '{view.name}' (VM {view.vmid} on {view.node}, project {view.project}) "
             "and its disks?"
@@ -290,18 +294,21 @@ def delete(
             render.line("nothing deleted")
             raise typer.Exit(1)
 
-    async def remove() -> Any:
+    async def remove() -> remote.Deleted:
         async with open_machines(settings) as deps:
-            return await service.delete(deps, ref, actor=LOCAL_ACTOR, approval=approval)
+            record = await service.delete(deps, ref, actor=LOCAL_ACTOR, approval=approval)
+        return remote.Deleted(record.params["name"], record.params["vmid"], record.id)
 
-    record = run(remove())
-    name, vmid = record.params["name"], record.params["vmid"]
+    gone = remote.delete_machine(settings, ref, approval) if settings.hub_url else run(remove())
     if json_output:
         render.emit_json(
-            {**json_envelope(settings), "deleted": {"name": name, "vmid": vmid, "operation_id": record.id}}
+            {
+                **json_envelope(settings),
+                "deleted": {"name": gone.name, "vmid": gone.vmid, "operation_id": gone.operation_id},
+            }
         )
         return
-    render.line(f"deleted machine '{name}' (VM {vmid}); operation {record.id[:8]}")
+    render.line(f"deleted machine '{gone.name}' (VM {gone.vmid}); operation {gone.operation_id[:8]}")
 
 
 @app.command()
@@ -326,7 +333,7 @@ def lease(
         async with open_machines(settings) as deps:
             return service.find(deps, ref).name, service.extend_lease(deps, ref, ttl)
 
-    name, expires_at = run(extend_lease())
+    name, expires_at = remote.extend_lease(settings, ref, ttl) if settings.hub_url else run(extend_lease())
     if json_output:
         render.emit_json({**json_envelope(settings), "machine": name, "expires_at": expires_at})
         return

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autovibe.cli import render
+from autovibe.cli import remote, render
 from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 
 if TYPE_CHECKING:
@@ -51,8 +51,11 @@ def list_(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    with store(settings) as db:
-        records = Journal(db).recent(unfinished=not all_, limit=limit)
+    if settings.hub_url:
+        records = remote.list_operations(settings, unfinished=not all_, limit=limit)
+    else:
+        with store(settings) as db:
+            records = Journal(db).recent(unfinished=not all_, limit=limit)
     if json_output:
         render.emit_json({**json_envelope(settings), "operations": [record_dict(r) for r in records]})
         return
@@ -117,8 +120,11 @@ def show(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    with store(settings) as db:
-        record = Journal(db).get(op_id)
+    if settings.hub_url:
+        record = remote.show_operation(settings, op_id)
+    else:
+        with store(settings) as db:
+            record = Journal(db).get(op_id)
     if json_output:
         render.emit_json({**json_envelope(settings), "operation": record_dict(record)})
         return
@@ -171,7 +177,7 @@ def resume(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    results = run(_resume(settings))
+    results = remote.resume_operations(settings) if settings.hub_url else run(_resume(settings))
     stuck = [after for _before, after in results if not after.status.finished]
     if json_output:
         rows = [{**record_dict(after), "was": before} for before, after in results]

@@ -6,13 +6,12 @@ Also home of the small input helpers the machine commands share: ``--label KEY=V
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from autovibe.cli import render
+from autovibe.cli import remote, render
 from autovibe.cli.commands import json_envelope, load_cli_settings, show_help_without_subcommand
 from autovibe.errors import AutovibeError, AutovibeInvalid
 
@@ -68,16 +67,27 @@ def project(ctx: typer.Context) -> None:
     show_help_without_subcommand(ctx)
 
 
-@contextmanager
-def _open(ctx: typer.Context, *, json_output: bool) -> Iterator[tuple[Settings, Database]]:
-    """The command's settings and store (disposed of afterwards), with the target header for humans."""
+T = TypeVar("T")
+
+
+def _call(
+    ctx: typer.Context,
+    *,
+    json_output: bool,
+    local: Callable[[Database], T],
+    hub: Callable[[Settings], T],
+) -> tuple[Settings, T]:
+    """The command's settings and the answer of ``local`` on the store (disposed of afterwards), or of
+    ``hub`` when ``--hub`` is set; the target header is printed first for humans."""
     from autovibe.composition import describe_target, store
 
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
+    if settings.hub_url:
+        return settings, hub(settings)
     with store(settings) as db:
-        yield settings, db
+        return settings, local(db)
 
 
 @app.command()
@@ -98,8 +108,12 @@ def create(
         request = parse_request(ProjectCreate, data)
     except InvalidMachineRequest as exc:
         raise refuse(exc, {"labels": "--label", "description": "--description"}) from None
-    with _open(ctx, json_output=json_output) as (settings, db):
-        created = projects.create(db=db, request=request)
+    settings, created = _call(
+        ctx,
+        json_output=json_output,
+        local=lambda db: projects.create(db=db, request=request),
+        hub=lambda settings: remote.create_project(settings, request).project,
+    )
     if json_output:
         render.emit_json({**json_envelope(settings), "project": created.model_dump(mode="json")})
         return
@@ -111,8 +125,12 @@ def list_(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Every project, with how many machines it owns."""
     from autovibe.machines import projects
 
-    with _open(ctx, json_output=json_output) as (settings, db):
-        views = projects.list_projects(db=db)
+    settings, views = _call(
+        ctx,
+        json_output=json_output,
+        local=lambda db: projects.list_projects(db=db),
+        hub=remote.list_projects,
+    )
     if json_output:
         render.emit_json({**json_envelope(settings), "projects": [view.as_dict() for view in views]})
         return
@@ -150,8 +168,12 @@ def show(
     """A project: description, labels, creation time and its machines."""
     from autovibe.machines import projects
 
-    with _open(ctx, json_output=json_output) as (settings, db):
-        view = projects.show(db=db, name=name)
+    settings, view = _call(
+        ctx,
+        json_output=json_output,
+        local=lambda db: projects.show(db=db, name=name),
+        hub=lambda settings: remote.show_project(settings, name),
+    )
     if json_output:
         render.emit_json({**json_envelope(settings), "project": view.as_dict()})
         return
@@ -175,8 +197,12 @@ def delete(
     """Delete an empty project (one that still owns machines is refused)."""
     from autovibe.machines import projects
 
-    with _open(ctx, json_output=json_output) as (settings, db):
-        deleted = projects.delete(db=db, name=name)
+    settings, deleted = _call(
+        ctx,
+        json_output=json_output,
+        local=lambda db: projects.delete(db=db, name=name),
+        hub=lambda settings: remote.delete_project(settings, name).project,
+    )
     if json_output:
         render.emit_json({**json_envelope(settings), "deleted": deleted.name})
         return
