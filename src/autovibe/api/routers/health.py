@@ -13,6 +13,7 @@ from sqlalchemy import text
 from autovibe.api.deps import HubDep, caller
 from autovibe.api.errors import ERROR_RESPONSES
 from autovibe.errors import AutovibeError
+from autovibe.security import rbac
 from autovibe.security.identity import Identity
 from autovibe.usage import service as usage
 from autovibe.usage.metrics import CONTENT_TYPE, DomainCollector, exposition
@@ -75,8 +76,10 @@ def _ping(hub: Any) -> None:
 )
 async def metrics(request: Request, hub: HubDep, _identity: Annotated[Identity, Depends(caller)]) -> Response:
     """The Prometheus text exposition: usage, quotas and levels per project, machines by state,
-    operations, PVE request latency and errors, API requests, jobs, leadership. Needs a token (it names
-    projects): Prometheus sends it with `authorization: {credentials_file: ...}`."""
+    operations, PVE request latency and errors, API requests, jobs, leadership. Needs the token of a user
+    with a global role (it shows every project): Prometheus sends it with `authorization:
+    {credentials_file: ...}`."""
+    rbac.check(_identity, "usage.read", None)  # it shows every project: a global role only
     projects, machines, operations = await usage.metric_figures(hub.metered_deps(_identity))
     registry = request.app.state.registry
     collector = getattr(request.app.state, "domain_collector", None)
