@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -62,7 +63,26 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
     app.add_middleware(RequestTimer, metrics=app.state.hub_metrics)
     if hub is not None:
         _attach(app, hub, settings)  # usable at once, even where no lifespan runs (ASGITransport)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, made truthful: invalid requests answer 400 with our ``ErrorBody`` (see
+    :mod:`autovibe.api.errors`), never FastAPI's 422 ``HTTPValidationError``, so those are removed and
+    every operation that validates input documents the 400."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)  # builds and caches it in app.openapi_schema, fixed in place below
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = errors.INVALID_RESPONSE
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return schema
 
 
 def _attach(app: FastAPI, hub: Hub, settings: Settings) -> None:

@@ -13,7 +13,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -24,6 +24,13 @@ from autovibe.hub.jobs import JobRead
 from autovibe.hub.service import Hub
 from autovibe.machines.deploy import MachineDeps
 from autovibe.security.identity import Identity, authenticate
+
+MACHINE_REF = r"^(?:[0-9]{1,9}|[A-Za-z0-9.-]*[A-Za-z.-][A-Za-z0-9.-]*)$"
+"""A machine's vmid (ASCII digits, within the store's integers) or its name (PVE's VM name alphabet)."""
+MachineRef = Annotated[
+    str, Path(min_length=1, max_length=63, pattern=MACHINE_REF, description="The machine's name or vmid")
+]
+"""The ``{ref}`` path parameter of machine routes: anything else is a 400 before the store is asked."""
 
 _bearer = HTTPBearer(auto_error=False, description="An autovibe API token: `autovibe token create USER`")
 API = "/api/v1"

@@ -160,3 +160,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 """Documented on every API route, so clients (and schemathesis) know the error body."""
+
+INVALID_RESPONSE: dict[str, Any] = {
+    "description": "Invalid request",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
+"""The OpenAPI response object of a 400, for operations outside ``/api/v1`` that validate input."""

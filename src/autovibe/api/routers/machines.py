@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, Deps, HubDep, submit
+from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, Deps, HubDep, MachineRef, submit
 from autovibe.machines import service
 from autovibe.machines.errors import MachineNameTaken, ProjectNotFound
 from autovibe.machines.models import Cores, DiskGiB, MachineCreate, MachineRead, MemoryMiB, Ttl, resolved_spec
@@ -63,7 +63,7 @@ async def list_machines(
 
 
 @router.get("/{ref}", response_model=MachineRead)
-async def show_machine(deps: Deps, ref: str) -> MachineRead:
+async def show_machine(deps: Deps, ref: MachineRef) -> MachineRead:
     """One machine by name or vmid."""
     return await service.show(deps, ref)
 
@@ -105,7 +105,9 @@ def _target(deps: Any, ref: str) -> tuple[str, str]:
 
 
 @router.post("/{ref}/power", status_code=202, responses=ACCEPTED_RESPONSE)
-async def power(hub: HubDep, identity: Caller, deps: Deps, ref: str, body: PowerRequest) -> JSONResponse:
+async def power(
+    hub: HubDep, identity: Caller, deps: Deps, ref: MachineRef, body: PowerRequest
+) -> JSONResponse:
     """Start, stop (hard), shut down (ACPI) or reboot, as a job."""
     name, project = _target(deps, ref)
     params = {"machine": name, "action": body.action, "approval": body.approval}
@@ -116,7 +118,9 @@ async def power(hub: HubDep, identity: Caller, deps: Deps, ref: str, body: Power
 
 
 @router.post("/{ref}/resize", status_code=202, responses=ACCEPTED_RESPONSE)
-async def resize(hub: HubDep, identity: Caller, deps: Deps, ref: str, body: ResizeRequest) -> JSONResponse:
+async def resize(
+    hub: HubDep, identity: Caller, deps: Deps, ref: MachineRef, body: ResizeRequest
+) -> JSONResponse:
     """Change cores and memory (applied at the next boot) and grow the boot disk, as a job."""
     name, project = _target(deps, ref)
     params = {"machine": name, **body.model_dump()}
@@ -136,7 +140,7 @@ async def delete_machine(
     hub: HubDep,
     identity: Caller,
     deps: Deps,
-    ref: str,
+    ref: MachineRef,
     approval: Annotated[str | None, Query(min_length=4, max_length=36)] = None,
     reason: Annotated[str, Query(max_length=200)] = "requested",
 ) -> JSONResponse:
@@ -155,7 +159,7 @@ async def delete_machine(
 
 
 @router.post("/{ref}/extend", response_model=Lease)
-def extend(deps: Deps, ref: str, body: ExtendRequest) -> Lease:
+def extend(deps: Deps, ref: MachineRef, body: ExtendRequest) -> Lease:
     """Push the machine's lease ``ttl`` further (from now if it had none or it has passed)."""
     expires = service.extend_lease(deps, ref, body.ttl)
     return Lease(name=service.find(deps, ref).name, expires_at=expires)
