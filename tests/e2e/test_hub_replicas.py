@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ DEADLINE_S = 60.0
 class Replica:
     proc: subprocess.Popen[str]
     url: str
+    drain: threading.Thread | None = None
 
     def get(self, path: str, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -109,21 +111,20 @@ def start_replica(cluster: Cluster) -> Replica:
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
         if match:
             # Keep draining its output so a chatty replica never blocks on a full pipe.
-            _drain(proc)
-            return Replica(proc, match.group(1))
+            return Replica(proc, match.group(1), _drain(proc))
     proc.wait(timeout=10)
     raise AssertionError("replica did not start:\n" + "".join(seen))
 
 
-def _drain(proc: subprocess.Popen[str]) -> None:
-    import threading
-
+def _drain(proc: subprocess.Popen[str]) -> threading.Thread:
     def read() -> None:
         assert proc.stdout is not None
         for _line in proc.stdout:
             pass
 
-    threading.Thread(target=read, daemon=True).start()
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
 
 
 def stop(replica: Replica) -> None:
@@ -134,6 +135,10 @@ def stop(replica: Replica) -> None:
         except subprocess.TimeoutExpired:
             replica.proc.kill()
             replica.proc.wait(timeout=10)
+    if replica.drain is not None:
+        replica.drain.join(timeout=10)  # it ends with the process's output
+    if replica.proc.stdout is not None:
+        replica.proc.stdout.close()
 
 
 def until(condition: Callable[[], Any], what: str) -> Any:

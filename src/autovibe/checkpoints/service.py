@@ -496,6 +496,9 @@ async def branch(
             raise ProjectNotFound(
                 f"no project '{project}'", hint="list projects with `autovibe project list`"
             )
+    if project is not None and project != target.project:
+        # The new machine lands in another project: the caller must be allowed to create machines there.
+        rbac.check(deps.identity, "machine.create", project)
     saved = await deps.pve.get(f"{target.path}/snapshot/{name}/config")
     tags = [t for t in str(saved.get("tags", "")).split(";") if t and t != "autovibe"]
     params: dict[str, Any] = {

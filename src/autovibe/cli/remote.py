@@ -191,6 +191,9 @@ class HubClient:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json_body=body).json()
 
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, json_body=body).json()
+
     def delete(self, path: str, **params: Any) -> Any:
         return self.request("DELETE", path, params=params).json()
 
@@ -338,12 +341,38 @@ REMOTE_COMMANDS = frozenset(
 )  # fmt: skip
 
 
+_HUB_INFO: dict[str, dict[str, Any]] = {}
+
+
+def hub_info(settings: Settings) -> dict[str, Any]:
+    """``GET /hub`` (what the hub drives, its replicas), once per process and hub."""
+    assert settings.hub_url is not None
+    if settings.hub_url not in _HUB_INFO:
+        with connect(settings) as hub:
+            _HUB_INFO[settings.hub_url] = dict(hub.get("/hub"))
+    return _HUB_INFO[settings.hub_url]
+
+
+REMOTE_AREAS = ("autovibe.cli.remote_checkpoints", "autovibe.cli.remote_usage", "autovibe.cli.remote_admin")
+"""Modules with the remote halves of other command groups; each lists its command paths in ``COMMANDS``."""
+
+
+def remote_commands() -> frozenset[str]:
+    """Every command path that works with ``--hub``."""
+    import importlib
+
+    names = set(REMOTE_COMMANDS)
+    for module in REMOTE_AREAS:
+        names |= importlib.import_module(module).COMMANDS
+    return frozenset(names)
+
+
 def refuse_unsupported(command_path: Sequence[str]) -> None:
     """Raise :class:`NotSupportedRemotely` (exit 2) unless ``command_path`` (``["machine", "list"]``,
     without the program name) has a remote half. Call it where settings are loaded when ``hub_url`` is
     set, so a command never silently acts on the local store instead of the hub."""
     command = " ".join(command_path)
-    if command not in REMOTE_COMMANDS:
+    if command not in remote_commands():
         raise NotSupportedRemotely(
             f"`autovibe {command}` does not work with --hub yet; run it on the hub host",
             hint="unset AUTOVIBE_HUB_URL (or drop --hub) to run it against the local configuration",

@@ -220,9 +220,8 @@ class Hub:
         try:
             emit({"type": "status", "status": "running", "replica": self.replica})
             identity = identity_of(self.db, job.actor)  # re-checked: the user may be disabled since
-            context = JobContext(
-                job.id, dict(job.params), self.deps_for(identity), self.settings, self.profiles, emit
-            )
+            deps = self.deps_for(identity)
+            context = JobContext(job.id, dict(job.params), deps, self.settings, self.profiles, emit, self.now)
             result = await self.handlers[job.kind](context)
         except asyncio.CancelledError:
             self.jobs.finish(

@@ -10,6 +10,7 @@ Services import from here, never from httpx::
 """
 
 from autovibe.pve.auth import PasswordAuth, PveAuth, TokenAuth
+from autovibe.pve.breaker import BreakerState, CircuitBreaker, PveCircuitOpen
 from autovibe.pve.client import PveClient, RequestObservation
 from autovibe.pve.config import (
     DEFAULT_POLL,
@@ -49,6 +50,8 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "DEFAULT_TLS",
+    "BreakerState",
+    "CircuitBreaker",
     "ClusterResource",
     "Envelope",
     "NodeInfo",
@@ -57,6 +60,7 @@ __all__ = [
     "PveApiError",
     "PveAuth",
     "PveAuthError",
+    "PveCircuitOpen",
     "PveClient",
     "PveConfigMissing",
     "PveConnectError",

@@ -118,26 +118,74 @@ async def enforce(
     has just sampled, saves reading the cluster again."""
     now = deps.now()
     if running is None:
-        resources = await deps.pve.cluster_resources(type="vm")
-        running = {int(r.vmid) for r in resources if r.vmid is not None and r.status == "running"}
+        running = await _running(deps)
     actions = []
     for current in status(deps.db, now=now):
-        if not current.quotas:
-            continue
-        previous = _recorded_level(deps, current.project_id)
-        doomed, spared = (
-            _targets(deps, current.project_id, running) if current.level == "emergency" else ([], [])
-        )
-        if current.level == previous and not doomed:
-            continue
-        action = EnforcementAction(
-            project=current.project, previous=previous, level=current.level,
-            message=_describe(current, previous), stop=tuple(doomed), spared=tuple(spared),
-        )  # fmt: skip
-        if not dry_run:
-            action = await _act(deps, current, action, dispatcher=dispatcher, actor=actor, now=now)
-        actions.append(action)
+        action = await _enforce(deps, current, running, dispatcher=dispatcher, actor=actor, dry_run=dry_run)
+        if action is not None:
+            actions.append(action)
     return actions
+
+
+class EnforceReport(BaseModel):
+    """One project's enforcement: its level before (as last recorded) and now, and the ``action`` taken
+    (in a dry run: that would be taken), or ``null`` when its level did not change and nothing is to be
+    stopped."""
+
+    project: str
+    dry_run: bool
+    at: datetime
+    previous: Level
+    level: Level
+    action: EnforcementAction | None = None
+
+
+async def enforce_project(
+    deps: MachineDeps, project: str, *, dispatcher: Dispatcher, actor: str, dry_run: bool = False
+) -> EnforceReport:
+    """The pass's enforcement for one project (the hub's ``quota enforce``), at ``deps.now()``."""
+    now = deps.now()
+    [current] = status(deps.db, now=now, project=project)
+    previous = _recorded_level(deps, current.project_id)
+    running = await _running(deps) if current.level == "emergency" else set()
+    action = await _enforce(deps, current, running, dispatcher=dispatcher, actor=actor, dry_run=dry_run)
+    return EnforceReport(
+        project=current.project,
+        dry_run=dry_run,
+        at=now,
+        previous=previous,
+        level=current.level,
+        action=action,
+    )
+
+
+async def _running(deps: MachineDeps) -> set[int]:
+    resources = await deps.pve.cluster_resources(type="vm")
+    return {int(r.vmid) for r in resources if r.vmid is not None and r.status == "running"}
+
+
+async def _enforce(
+    deps: MachineDeps,
+    current: ProjectStatus,
+    running: set[int],
+    *,
+    dispatcher: Dispatcher,
+    actor: str,
+    dry_run: bool,
+) -> EnforcementAction | None:
+    if not current.quotas:
+        return None
+    previous = _recorded_level(deps, current.project_id)
+    doomed, spared = _targets(deps, current.project_id, running) if current.level == "emergency" else ([], [])
+    if current.level == previous and not doomed:
+        return None
+    action = EnforcementAction(
+        project=current.project, previous=previous, level=current.level,
+        message=_describe(current, previous), stop=tuple(doomed), spared=tuple(spared),
+    )  # fmt: skip
+    if dry_run:
+        return action
+    return await _act(deps, current, action, dispatcher=dispatcher, actor=actor, now=deps.now())
 
 
 def _recorded_level(deps: MachineDeps, project_id: int) -> Level:

@@ -24,6 +24,7 @@ from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.profiles import Profile
 from autovibe.operations.journal import Journal
 from autovibe.operations.runner import OpContext, OperationKind, Runner, Step, register
+from autovibe.security import rbac
 from autovibe.store.db import Database
 from autovibe.store.tables import EnforcementEvent, LimitViolation, Machine, MachineLimits, UsageSample
 from autovibe.usage.sampler import Sampled, series_key
@@ -98,6 +99,7 @@ def set_limits(deps: MachineDeps, ref: str, **values: float | int | None) -> Lim
 
 def show(deps: MachineDeps, ref: str, *, recent: int = 10) -> LimitsRead:
     row = machines.find(deps, ref)
+    rbac.check(deps.identity, "machine.read", machines.project_of(deps, row))
     with deps.db.session() as session:
         limits = session.get(MachineLimits, row.id)
         found = session.scalars(

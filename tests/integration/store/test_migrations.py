@@ -20,6 +20,7 @@ TABLES = {
     "usage_series", "usage_samples", "usage_hourly", "machine_limits", "limit_violations", "project_quotas",
     "project_enforcement", "enforcement_events",
     "users", "api_tokens", "role_bindings", "approvals", "audit_log", "secrets",
+    "hub_jobs", "hub_job_events", "hub_replicas",
 }  # fmt: skip
 WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
 

@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, HubDep, submit
-from autovibe.hub.handlers.usage import EnforceReport, enforce_project, quota_dict
+from autovibe.hub.handlers.usage import quota_dict
 from autovibe.hub.service import Hub
 from autovibe.security.identity import Identity
 from autovibe.usage import quotas
+from autovibe.usage.alerts import build_notifiers
+from autovibe.usage.enforce import EnforceReport, enforce_project
 from autovibe.usage.quotas import Level, ProjectStatus
 
 router = APIRouter(tags=["quotas"])
@@ -160,8 +162,11 @@ async def enforce(
         hub.base_deps.security.precheck(
             identity, "quota.enforce", target=f"quotas of project {project}", project=project, params=params
         )
-        deps = hub.metered_deps(identity)
-        return await enforce_project(deps, hub.settings, project, now=deps.now(), dry_run=True)
+        usage = hub.settings.usage
+        dispatcher = build_notifiers(usage.webhook_url, usage.webhook_secret)
+        return await enforce_project(
+            hub.metered_deps(identity), project, dispatcher=dispatcher, actor=identity.name, dry_run=True
+        )
     return submit(
         hub, identity, "quota.enforce", params, action="quota.enforce",
         target=f"quotas of project {project}", project=project,

@@ -140,4 +140,8 @@ def json_envelope(settings: Settings) -> dict[str, object]:
     """The keys every ``--json`` answer starts with: which cluster it is about, and whether simulated."""
     from autovibe.composition import describe_target
 
+    if settings.hub_url is not None:  # the hub knows whether its cluster is simulated, not this host
+        from autovibe.cli.remote import hub_info
+
+        return {"target": describe_target(settings), "simulated": bool(hub_info(settings)["simulated"])}
     return {"target": describe_target(settings), "simulated": settings.is_simulated}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from autovibe.errors import AutovibeError
@@ -27,6 +28,7 @@ class JobContext:
     settings: Settings
     profiles: Mapping[str, Profile]
     emit: Callable[[dict[str, Any]], None]  # one progress event (any replica can stream it)
+    target_now: Callable[[], datetime]  # "now" on the PVE target's clock: usage and quotas use it
 
     @property
     def actor(self) -> str:
