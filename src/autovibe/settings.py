@@ -204,6 +204,9 @@ class HubSettings(BaseModel):
     rate_burst: int = Field(default=100, ge=1, le=1_000_000)
     breaker_failures: int = Field(default=5, ge=1, le=1000)  # PVE failures in a row that open the breaker
     breaker_reset_s: float = Field(default=10.0, gt=0, le=3600)  # open this long, then one trial call
+    # Callers listing machines share one /cluster/resources answer this young (PVE's own view of it is
+    # refreshed every 10 s by pvestatd); a write through the hub drops it at once. 0 turns sharing off.
+    pve_resources_ttl_s: float = Field(default=1.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubSettings:

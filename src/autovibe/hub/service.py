@@ -53,6 +53,7 @@ class Hub:
         self.db = db
         self.connection = connection
         self.breaker = breaker
+        connection.pve.resources_ttl_s = settings.hub.pve_resources_ttl_s
         self.replica = this_process()
         self.jobs = JobQueue(db)
         self.leadership = Leadership(db)

@@ -185,6 +185,10 @@ class PveClient:
         self._clock = clock
         self._observer = observer
         self.breaker = breaker
+        self.resources_ttl_s = 0.0
+        self._resources: dict[str | None, tuple[float, Any]] = {}
+        self._resources_pending: dict[tuple[str | None, int], asyncio.Future[Any]] = {}
+        self._writes = 0
         self._http: httpx.AsyncClient | None = None
         self._build_lock = asyncio.Lock()
         self._closed = False
@@ -250,6 +254,9 @@ class PveClient:
         if not path.startswith("/"):
             raise ValueError(f"API paths start with '/', got {path!r}")
         encoded = encode_params(params or {})
+        if method != "GET":
+            self._writes += 1  # answers shared before this write began are stale from now on
+            self._resources.clear()
         if self.breaker is None:
             return await self._request(method, path, encoded)
         self.breaker.before(method, path)
@@ -279,9 +286,36 @@ class PveClient:
         return parse_models(NodeInfo, await self.get("/nodes"), "/nodes")
 
     async def cluster_resources(self, type: str | None = None) -> list[ClusterResource]:
-        """``GET /cluster/resources``; ``type`` is ``vm``, ``storage``, ``node`` or ``sdn``."""
-        data = await self.get("/cluster/resources", type=type)
+        """``GET /cluster/resources``; ``type`` is ``vm``, ``storage``, ``node`` or ``sdn``.
+
+        With ``resources_ttl_s`` (the hub sets it), answers younger than that are shared, and concurrent
+        identical calls make one request: a hub serving many callers that list machines asks PVE once per
+        period, not once per caller. Any write through this client drops the shared answers, so a caller
+        never misses the effect of its own change."""
+        if self.resources_ttl_s <= 0:
+            data = await self.get("/cluster/resources", type=type)
+        else:
+            data = await self._shared_resources(type)
         return parse_models(ClusterResource, data, "/cluster/resources")
+
+    async def _shared_resources(self, type: str | None) -> Any:
+        now = time.monotonic()
+        cached = self._resources.get(type)
+        if cached is not None and now - cached[0] < self.resources_ttl_s:
+            return cached[1]
+        generation = self._writes
+        joined = self._resources_pending.get((type, generation))
+        if joined is not None:  # the same read is on its way, and no write began since it left
+            return await asyncio.shield(joined)
+        pending = asyncio.ensure_future(self.get("/cluster/resources", type=type))
+        self._resources_pending[(type, generation)] = pending
+        try:
+            data = await asyncio.shield(pending)
+        finally:
+            self._resources_pending.pop((type, generation), None)
+        if generation == self._writes:  # no write began meanwhile: the answer may be shared
+            self._resources[type] = (now, data)
+        return data
 
     async def next_vmid(self) -> int:
         """``GET /cluster/nextid``: the lowest free VMID. PVE does not reserve it (SEMANTICS §7)."""

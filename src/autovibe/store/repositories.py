@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from autovibe.store.tables import Machine, Project
 
@@ -37,7 +37,8 @@ def machine_by_operation(session: Session, operation_id: str) -> Machine | None:
 
 
 def machines(session: Session, *, project: str | None = None) -> list[Machine]:
-    query = select(Machine).join(Project).order_by(Machine.name)
+    # The join also fills each machine's ``project`` (callers read its name): one query, not one per row.
+    query = select(Machine).join(Project).options(contains_eager(Machine.project)).order_by(Machine.name)
     if project is not None:
         query = query.where(Project.name == project)
     return list(session.scalars(query))
