@@ -2,7 +2,9 @@
 
 Only one leads; a fleet deploy submitted to one replica is watched (SSE) from the other and runs
 exactly once; SIGKILLing the leader hands the lead to the survivor, which also undoes the dead
-replica's half-done work.
+replica's half-done work: a replica killed in the middle of a fleet deploy leaves its job failed
+("replica stopped") and nothing of the fleet in PVE or the store. Ctrl-C on the remote CLI while it
+follows a deploy cancels the job, which undoes what it started, and exits 130.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -229,3 +232,131 @@ def test_two_replicas_one_leader_shared_jobs_and_handover(cluster: Cluster) -> N
     finally:
         stop(a)
         stop(b)
+
+
+def first_step(replica: Replica, token: str, job_id: str) -> dict[str, Any]:
+    """Read the job's events until its first ``step`` event (the job is under way), then hang up."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.stream(
+        "GET", f"{replica.url}{API}/jobs/{job_id}/events", headers=headers, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        kind, data = "message", ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].strip()
+            elif line == "" and data:
+                payload = json.loads(data)
+                assert kind != "end", f"the job ended before its first step: {payload}"
+                if kind == "step":
+                    return dict(payload)
+                kind, data = "message", ""
+    raise AssertionError("event stream ended without a 'step' event")
+
+
+def pve_names(cluster: Cluster, prefix: str) -> list[str]:
+    """The VMs PVE (the served simulator) holds whose name starts with ``prefix``."""
+    pve = httpx.get(
+        f"{cluster.sim.url}/api2/json/cluster/resources?type=vm",
+        headers={"Authorization": f"PVEAPIToken=root@pam!{TOKEN_NAME}={TOKEN_SECRET}"},
+        verify=False,  # the simulator's self-signed certificate; only this raw check skips it
+        timeout=30,
+    ).json()["data"]
+    return sorted(str(vm["name"]) for vm in pve if str(vm.get("name", "")).startswith(prefix))
+
+
+def fleet_operations(replica: Replica, token: str, prefix: str) -> list[dict[str, Any]]:
+    listed = replica.get(f"{API}/operations?limit=1000", token).json()
+    return [
+        op
+        for op in listed
+        if op["kind"] == "machine.deploy" and str(op["params"].get("name", "")).startswith(prefix)
+    ]
+
+
+def test_a_replica_killed_mid_deploy_is_undone_by_the_survivor(cluster: Cluster) -> None:
+    a, b = start_replica(cluster), start_replica(cluster)
+    try:
+        until(lambda: len(leaders([a, b])) == 1, "one leader")
+        a_id, b_id = a.ready()["replica"], b.ready()["replica"]
+        body = {"name": "kill", "profile": "claude_code", "project": "alpha", "count": 3}
+        headers = {"Authorization": f"Bearer {cluster.token}"}
+        submitted = httpx.post(f"{a.url}{API}/machines", json=body, headers=headers, timeout=30)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        first_step(a, cluster.token, job_id)  # A runs it: it is under way
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(timeout=10)
+
+        def failed() -> dict[str, Any] | None:
+            job = dict(b.get(f"{API}/jobs/{job_id}", cluster.token).json())
+            return job if job["status"] != "running" else None
+
+        job = until(failed, "the survivor to fail the dead replica's job")
+        assert job["status"] == "failed" and job["replica"] == a_id, job
+        assert job["error"]["kind"] == "unavailable", job
+        assert f"replica running this job ({a_id}) stopped" in job["error"]["message"], job
+        assert b.ready()["leader"]
+
+        # B resumed A's journaled deploys: each is undone, by B.
+        def all_undone() -> list[dict[str, Any]] | None:
+            ops = fleet_operations(b, cluster.token, "kill-")
+            return ops if ops and all(op["status"] == "compensated" for op in ops) else None
+
+        operations = until(all_undone, "A's deploy operations to be undone")
+        assert {op["owner"] for op in operations} == {b_id}, operations
+        assert fleet_operations(b, cluster.token, "kill-") == operations  # nothing started since
+        # Nothing of the fleet is left: no VM in PVE, no machine record in the store.
+        assert pve_names(cluster, "kill-") == []
+        listed = b.get(f"{API}/machines?project=alpha", cluster.token).json()
+        assert [m["name"] for m in listed if m["name"].startswith("kill-")] == []
+    finally:
+        stop(a)
+        stop(b)
+
+
+def test_ctrl_c_cancels_a_remote_deploy_and_follows_it_to_its_end(cluster: Cluster, tmp_path: Path) -> None:
+    hub = start_replica(cluster)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
+        env.update(
+            PYTHONUNBUFFERED="1", NO_COLOR="1", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
+            XDG_DATA_HOME=str(tmp_path / "data"), AUTOVIBE_TOKEN=cluster.token,
+        )  # fmt: skip
+        cmd = [
+            sys.executable, "-m", "autovibe", "--hub", hub.url, "machine", "create",
+            "--profile", "claude_code", "--project", "alpha", "--name", "ctrlc", "--count", "3",
+        ]  # fmt: skip
+        cli = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+
+            def running() -> str | None:
+                jobs = hub.get(f"{API}/jobs?status=running", cluster.token).json()
+                ours = [j for j in jobs if j["params"].get("request", {}).get("name") == "ctrlc"]
+                return str(ours[0]["id"]) if ours else None
+
+            job_id = until(running, "the CLI's deploy to run on the hub")
+            first_step(hub, cluster.token, job_id)
+            cli.send_signal(signal.SIGINT)  # Ctrl-C, once
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.communicate(timeout=10)
+        assert cli.returncode == 130, out + err
+        assert f"cancelling job {job_id}" in out, out + err
+        # It followed the job to its end and printed the outcomes, as a local Ctrl-C does.
+        assert "Deployed 0 of 3" in out and "(stopped by Ctrl-C)" in out, out + err
+        assert re.search(r"^ctrlc-1\s+(undone|skipped)\b", out, re.M), out
+        job = hub.get(f"{API}/jobs/{job_id}", cluster.token).json()
+        assert job["status"] == "cancelled" and job["error"]["kind"] == "cancelled", job
+        assert {o["status"] for o in job["result"]["outcomes"]} <= {"undone", "skipped"}, job
+        assert pve_names(cluster, "ctrlc-") == []
+        listed = hub.get(f"{API}/machines?project=alpha", cluster.token).json()
+        assert [m["name"] for m in listed if m["name"].startswith("ctrlc-")] == []
+    finally:
+        stop(hub)

@@ -34,7 +34,7 @@ class HubMetrics:
 
     def refresh(self, hub: Hub) -> None:
         counts = hub.jobs.counts()
-        for status in ("queued", "running", "succeeded", "failed"):
+        for status in ("queued", "running", "succeeded", "failed", "cancelled"):
             self.jobs.labels(status).set(counts.get(status, 0))
         self.leader.set(1 if hub.is_leader else 0)
         self.breaker_open.set(0 if hub.breaker.state == "closed" else 1)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -137,6 +137,8 @@ class HubClient:
             raise AutovibeInvalid(NO_TOKEN)
         self.url = settings.hub_url.rstrip("/")
         self._sleep = sleep
+        self.interrupted = False
+        """Whether Ctrl-C was pressed while the last :meth:`submit_and_follow` followed its job."""
         verify: ssl.SSLContext | bool = True  # TLS verification is always on for https
         if settings.hub_ca_bundle is not None:
             try:
@@ -208,17 +210,28 @@ class HubClient:
         progress: ProgressCallback | None = None,
         on_accepted: Callable[[str], None] | None = None,
         keep_partial: bool = False,
+        note: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Submit a job (the hub answers 202), follow its events to the end and return the finished job.
 
         ``progress`` gets every event but the final ``end``; ``on_accepted`` the job id as soon as it is
         known. A failed job raises the error kind of its ``error.kind`` -- unless ``keep_partial`` and it
-        kept a ``result`` (some of its parts failed, as a fleet's machines): then it is returned."""
+        kept a ``result`` (some of its parts failed, as a fleet's machines): then it is returned.
+
+        Ctrl-C while following: the first asks the hub to cancel the job (its operations undo what they
+        had started) and keeps following it to its end; then the job is returned if ``keep_partial`` and
+        it kept a ``result`` (:attr:`interrupted` tells the caller to exit 130), else its outcome is
+        noted and ``KeyboardInterrupt`` raised (exit 130). A second Ctrl-C detaches: the job id is noted
+        and ``KeyboardInterrupt`` raised. ``note`` shows those lines (default: stderr)."""
+        say = note if note is not None else _note
         accepted = self.request(method, path, json_body=json_body, params=params).json()
         job_id = str(accepted["id"])
         if on_accepted is not None:
             on_accepted(job_id)
-        job = self.follow(job_id, progress=progress)
+        job = self._follow_interruptible(job_id, progress, say)
+        if self.interrupted and not (keep_partial and job.get("result")):
+            say(_outcome_line(job_id, job))
+            raise KeyboardInterrupt
         if job.get("status") != "succeeded" and not (keep_partial and job.get("result")):
             error = job.get("error") or {}
             raise error_for(
@@ -229,22 +242,58 @@ class HubClient:
             )
         return job
 
-    def follow(self, job_id: str, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    def _follow_interruptible(
+        self, job_id: str, progress: ProgressCallback | None, say: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """:meth:`follow` to the end, with the two meanings of Ctrl-C (see :meth:`submit_and_follow`).
+        A press while asking the hub to cancel counts as the second one."""
+        cursor = [0]
+        self.interrupted = False
+        while True:
+            try:
+                if self.interrupted:
+                    self._ask_cancel(job_id, say)
+                return self.follow(job_id, progress=progress, cursor=cursor)
+            except KeyboardInterrupt:
+                if self.interrupted:
+                    say(
+                        f"detached: job {job_id} goes on on the hub "
+                        f"(see it at {self.url}{API_PREFIX}/jobs/{job_id})"
+                    )
+                    raise
+                self.interrupted = True
+                say(f"cancelling job {job_id}: undoing what it started (Ctrl-C again to detach)")
+
+    def _ask_cancel(self, job_id: str, say: Callable[[str], None]) -> None:
+        """``POST /jobs/{id}/cancel``; a job that already ended, or a refusal, is only noted: the
+        job's end (followed next) says how it went."""
+        try:
+            self.request("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+        except AutovibeConflict:
+            say(f"job {job_id} had already ended")
+        except AutovibeError as exc:
+            say(f"could not cancel job {job_id}: {exc.message}")
+
+    def follow(
+        self, job_id: str, *, progress: ProgressCallback | None = None, cursor: list[int] | None = None
+    ) -> dict[str, Any]:
         """Read the job's Server-Sent Events until its ``end`` event and return the finished job; a
-        dropped stream is resumed after the last event seen (``Last-Event-ID``)."""
+        dropped stream is resumed after the last event seen (``Last-Event-ID``). ``cursor`` (one
+        number: the last event seen) lets a caller that stopped following resume where it was."""
         import httpx
 
-        last = 0
+        last = cursor if cursor is not None else [0]
         for _attempt in range(MAX_STREAM_RECONNECTS + 1):
             try:
-                for event in self._events(job_id, last):
-                    if event.id is not None:
-                        last = event.id
-                    data = json.loads("\n".join(event.data)) if event.data else {}
-                    if event.kind == "end":
-                        return dict(data)
-                    if progress is not None and isinstance(data, dict):
-                        progress(event.kind, data)
+                with closing(self._events(job_id, last[0])) as events:
+                    for event in events:
+                        if event.id is not None:
+                            last[0] = event.id
+                        data = json.loads("\n".join(event.data)) if event.data else {}
+                        if event.kind == "end":
+                            return dict(data)
+                        if progress is not None and isinstance(data, dict):
+                            progress(event.kind, data)
             except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
                 pass  # resume below
         raise AutovibeUnavailable(
@@ -252,7 +301,7 @@ class HubClient:
             hint=f"the job goes on; see it at {self.url}{API_PREFIX}/jobs/{job_id}",
         )
 
-    def _events(self, job_id: str, after: int) -> Iterator[_SseEvent]:
+    def _events(self, job_id: str, after: int) -> Generator[_SseEvent]:
         path = f"/jobs/{quote(job_id, safe='')}/events"
         headers = {"Accept": "text/event-stream"}
         if after:
@@ -286,6 +335,22 @@ class HubClient:
             if "CERTIFICATE_VERIFY_FAILED" in reason:
                 hint = "trust the hub's CA with AUTOVIBE_HUB_CA_BUNDLE=ca.pem (a PEM file)"
             raise AutovibeUnavailable(f"cannot reach the hub at {self.url} ({reason})", hint=hint) from None
+
+
+def _note(text: str) -> None:
+    from autovibe.cli import render
+
+    render.note(text)
+
+
+def _outcome_line(job_id: str, job: dict[str, Any]) -> str:
+    """How an interrupted job ended, in one line."""
+    status = str(job.get("status", "ended"))
+    error = job.get("error") or {}
+    message = error.get("message") if isinstance(error, dict) else None
+    if status == "succeeded":
+        return f"job {job_id} succeeded before the cancel took effect"
+    return f"job {job_id} {status}" + (f": {message}" if message else "")
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -436,7 +501,8 @@ def deploy(
     settings: Settings, request: MachineCreate, display: FleetDisplay
 ) -> tuple[list[DeployOutcome], int]:
     """``machine create`` on the hub: each SSE ``step`` event moves ``display``; returns the outcomes
-    and 0 (Ctrl-C presses: a remote deploy is never stopped by Ctrl-C, the CLI detaches instead).
+    and the Ctrl-C presses (1 when the first one cancelled the job: machines in flight were undone,
+    unstarted ones skipped, as the outcomes say; a second press detaches, the deploy going on).
 
     A request the hub refuses before any machine starts (bad field, unknown profile, project or node) is
     the command's one-line ``BadInput`` (exit 2), as locally."""
@@ -460,17 +526,18 @@ def deploy(
                 progress=progress,
                 on_accepted=job_ids.append,
                 keep_partial=True,  # some machines failed: the outcomes say which, as locally
+                note=display.note,
             )
         except (AutovibeInvalid, AutovibeNotFound) as exc:
             if display.started:
                 raise
             raise refuse(exc, REQUEST_FLAGS) from None
         except KeyboardInterrupt:
-            which = f"job {job_ids[0]}" if job_ids else "its job"
-            display.note(f"detached: the deploy goes on on the hub as {which} (see `autovibe machine list`)")
+            if not job_ids:  # before the hub answered: whether it queued the deploy is unknown
+                display.note("interrupted: see `autovibe machine list` for what the hub deployed")
             raise
     outcomes = [DeployOutcome(**item) for item in job["result"]["outcomes"]]
-    return outcomes, 0
+    return outcomes, 1 if hub.interrupted else 0
 
 
 # ---- projects --------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ A job is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL), so two
 once never take the same one; on SQLite the write transaction (``BEGIN IMMEDIATE``) serialises claims.
 Progress is kept as numbered events, so any replica can stream a job's progress, and a client that
 reconnects resumes from the last event it saw.
+
+Cancelling a queued job ends it at once (no replica claims it any more); cancelling a running one
+records the request (``cancel_requested_at``), which the replica running it notices and acts on.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from autovibe.errors import AutovibeNotFound
+from autovibe.errors import AutovibeConflict, AutovibeNotFound
 from autovibe.store.db import Database
 from autovibe.store.tables import HubJob, HubJobEvent, utcnow
 
@@ -26,14 +30,16 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class JobError(BaseModel):
-    """Why a job failed: the error kind (``invalid``, ``denied``...), its message and what to do."""
+    """Why a job failed (or ``cancelled``, by whom): the error kind (``invalid``, ``denied``...), its
+    message and what to do."""
 
     kind: str
     message: str
@@ -54,6 +60,8 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
 
 
 class JobEvent(BaseModel):
@@ -67,6 +75,10 @@ class JobEvent(BaseModel):
 class JobNotFound(AutovibeNotFound, KeyError):
     def __str__(self) -> str:
         return self.message
+
+
+class JobFinished(AutovibeConflict):
+    """The job already ended: there is nothing left to cancel (HTTP 409)."""
 
 
 class JobQueue:
@@ -105,13 +117,51 @@ class JobQueue:
             row.started_at = utcnow()
             return _read(row)
 
+    def cancel(self, job_id: str, *, by: str) -> JobRead:
+        """Cancel a job: a queued one ends ``cancelled`` at once (and is never claimed); a running one
+        gets ``cancel_requested_at``, for the replica running it to act on. A finished one raises
+        :class:`JobFinished`; asking twice is harmless (the first request is kept)."""
+        with self.db.session() as session:
+            row = session.scalars(select(HubJob).where(HubJob.id == job_id).with_for_update()).first()
+            if row is None:
+                raise JobNotFound(f"no job '{job_id}'", hint="list jobs with GET /api/v1/jobs")
+            status = JobStatus(row.status)
+            if status.finished:
+                raise JobFinished(
+                    f"job {job_id} already ended ({status}); there is nothing to cancel",
+                    hint=f"see it with GET /api/v1/jobs/{job_id}",
+                )
+            now = utcnow()
+            if row.cancel_requested_at is None:
+                row.cancel_requested_at, row.cancel_requested_by = now, by
+            if status is JobStatus.QUEUED:
+                row.status = JobStatus.CANCELLED
+                row.finished_at = now
+                row.error = cancelled_error(by, started=False).model_dump(mode="json")
+                # Nobody else writes events of a job that is not running: numbering them here is safe.
+                self._append(session, job_id, {"type": "status", "status": "cancelling", "by": by})
+                self._append(session, job_id, {"type": "status", "status": "cancelled", "by": by})
+            return _read(row)
+
+    def cancel_requested(self, job_id: str) -> str | None:
+        """Who asked to cancel this job, or None while nobody has."""
+        with self.db.session() as session:
+            row = session.get(HubJob, job_id)
+            if row is None or row.cancel_requested_at is None:
+                return None
+            return row.cancel_requested_by or "someone"
+
     def emit(self, job_id: str, data: dict[str, Any]) -> int:
         """Record a progress event; only the replica running the job writes them, so seq is safe."""
         with self.db.session() as session:
-            last = session.scalar(select(func.max(HubJobEvent.seq)).where(HubJobEvent.job_id == job_id))
-            seq = (last or 0) + 1
-            session.add(HubJobEvent(job_id=job_id, seq=seq, at=utcnow(), data=data))
-            return seq
+            return self._append(session, job_id, data)
+
+    @staticmethod
+    def _append(session: Session, job_id: str, data: dict[str, Any]) -> int:
+        last = session.scalar(select(func.max(HubJobEvent.seq)).where(HubJobEvent.job_id == job_id))
+        seq = (last or 0) + 1
+        session.add(HubJobEvent(job_id=job_id, seq=seq, at=utcnow(), data=data))
+        return seq
 
     def events(self, job_id: str, *, after: int = 0, limit: int = 1000) -> list[JobEvent]:
         with self.db.session() as session:
@@ -124,11 +174,21 @@ class JobQueue:
             return [JobEvent(seq=r.seq, at=r.at, data=dict(r.data)) for r in rows]
 
     def finish(
-        self, job_id: str, *, result: dict[str, Any] | None = None, error: JobError | None = None
+        self,
+        job_id: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: JobError | None = None,
+        cancelled: bool = False,
     ) -> JobRead:
+        """Record the job's end: ``succeeded`` with a result, ``failed`` with an error (and maybe a
+        partial result), or ``cancelled`` (its error says by whom; its result what it had done)."""
         with self.db.session() as session:
             row = session.get_one(HubJob, job_id)
-            row.status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
+            if cancelled:
+                row.status = JobStatus.CANCELLED
+            else:
+                row.status = JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
             row.result = result
             row.error = error.model_dump(mode="json") if error is not None else None
             row.finished_at = utcnow()
@@ -179,6 +239,17 @@ class JobQueue:
             return [row.id for row in rows]
 
 
+def cancelled_error(by: str, *, started: bool) -> JobError:
+    """The ``error`` of a cancelled job: who cancelled it, and whether it had started."""
+    if not started:
+        return JobError(kind="cancelled", message=f"cancelled by {by} before it started")
+    return JobError(
+        kind="cancelled",
+        message=f"cancelled by {by} while it ran; what it had started was undone",
+        hint="`result` says what it did; see also `autovibe ops list`",
+    )
+
+
 def _read(row: HubJob) -> JobRead:
     return JobRead(
         id=row.id,
@@ -193,4 +264,6 @@ def _read(row: HubJob) -> JobRead:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        cancel_requested_at=row.cancel_requested_at,
+        cancel_requested_by=row.cancel_requested_by,
     )

@@ -7,6 +7,11 @@
 
 A job's operations are journaled under this process as owner, like the CLI's, so a replica killed
 mid-deploy leaves operations that the leader (or ``autovibe ops resume``) undoes.
+
+A running job is watched for a cancel request (``POST /jobs/{id}/cancel``, from any replica) every
+``hub.job_poll_s``; when one comes, its task is cancelled, so the operations runner undoes what it had
+started (a fleet: machines in flight are undone, unstarted ones skipped), and the job ends ``cancelled``
+with what it did as its result.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ from autovibe import composition
 from autovibe.composition import Connection
 from autovibe.errors import AutovibeError, error_kind
 from autovibe.hub.handlers import JobContext, JobPartlyFailed, load_all
-from autovibe.hub.jobs import JobError, JobQueue, JobRead
+from autovibe.hub.jobs import JobError, JobEvent, JobQueue, JobRead, cancelled_error
 from autovibe.hub.leader import Leadership, Replicas
 from autovibe.hub.tick import TickOutcome, run_pass
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.profiles import Profile
 from autovibe.operations.journal import Journal
-from autovibe.operations.models import OpStatus
+from autovibe.operations.models import OperationRecord, OpStatus
 from autovibe.operations.owner import this_process
 from autovibe.operations.runner import Runner
 from autovibe.pve.breaker import CircuitBreaker
@@ -215,16 +220,28 @@ class Hub:
 
     async def run_job(self, job: JobRead) -> JobRead:
         """Run one claimed job to its end and record the result or the error (never raises, except
-        on cancellation, when the job is recorded as failed first)."""
+        on cancellation of this hub, when the job is recorded as failed first).
+
+        While it runs, a watcher looks for a cancel request every ``hub.job_poll_s``; one cancels the
+        handler's task (its operations undo what they did) and the job ends ``cancelled``."""
         self._running.add(job.id)
         emit = _emitter(self.jobs, job.id)
+        cancelled_by: list[str] = []
+        watcher: asyncio.Task[None] | None = None
         try:
             emit({"type": "status", "status": "running", "replica": self.replica})
             identity = identity_of(self.db, job.actor)  # re-checked: the user may be disabled since
             deps = self.deps_for(identity)
             context = JobContext(job.id, dict(job.params), deps, self.settings, self.profiles, emit, self.now)
-            result = await self.handlers[job.kind](context)
+            work = asyncio.ensure_future(self.handlers[job.kind](context))
+            watcher = asyncio.create_task(
+                self._watch_cancel(job.id, work, emit, cancelled_by), name=f"hub-cancel-watch-{job.id}"
+            )
+            result = await work
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if cancelled_by and (current is None or not current.cancelling()):
+                return self._finish_cancelled(job, cancelled_by[0], emit)
             self.jobs.finish(
                 job.id, error=JobError(kind="unavailable", message="the hub stopped while it ran")
             )
@@ -237,9 +254,51 @@ class Hub:
             partial = exc.result if isinstance(exc, JobPartlyFailed) else None
             return self.jobs.finish(job.id, result=partial, error=error)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self._running.discard(job.id)
         emit({"type": "status", "status": "succeeded"})
         return self.jobs.finish(job.id, result=result)
+
+    async def _watch_cancel(
+        self,
+        job_id: str,
+        work: asyncio.Future[Any],
+        emit: Callable[[dict[str, Any]], None],
+        cancelled_by: list[str],
+    ) -> None:
+        """Every ``hub.job_poll_s`` until ``work`` ends: was the job asked to cancel? Then cancel it
+        (once; what the task undoes meanwhile is its own business) and say so in its events."""
+        poll = self.settings.hub.job_poll_s
+        while not work.done():
+            await asyncio.sleep(poll)
+            try:
+                by = await asyncio.to_thread(self.jobs.cancel_requested, job_id)
+            except AutovibeError as exc:  # the store is away: look again next time
+                _log.warning("hub.cancel_check_failed", job=job_id, error=exc.message)
+                continue
+            if by is not None and work.cancel():
+                cancelled_by.append(by)
+                _log.info("hub.job_cancelling", job=job_id, by=by)
+                emit({"type": "status", "status": "cancelling", "by": by})
+                return
+
+    def _finish_cancelled(self, job: JobRead, by: str, emit: Callable[[dict[str, Any]], None]) -> JobRead:
+        """The job's task ended cancelled (its operations undid what they had started): record what it
+        did as the result, and end it ``cancelled``."""
+        try:
+            result = _cancelled_result(self.db, job, self.jobs.events(job.id))
+        except AutovibeError as exc:  # the report is best effort; the end of the job is what counts
+            _log.warning("hub.cancel_report_failed", job=job.id, error=exc.message)
+            result = None
+        if job.kind == "machine.create" and result is not None:
+            for outcome in result["outcomes"]:
+                emit({"type": "machine", **outcome})
+        emit({"type": "status", "status": "cancelled", "by": by})
+        _log.info("hub.job_cancelled", job=job.id, by=by)
+        return self.jobs.finish(
+            job.id, result=result, error=cancelled_error(by, started=True), cancelled=True
+        )
 
 
 def _emitter(jobs: JobQueue, job_id: str) -> Callable[[dict[str, Any]], None]:
@@ -250,6 +309,44 @@ def _emitter(jobs: JobQueue, job_id: str) -> Callable[[dict[str, Any]], None]:
             _log.warning("hub.event_lost", job=job_id, error=exc.message)
 
     return emit
+
+
+def _cancelled_result(db: Database, job: JobRead, events: list[JobEvent]) -> dict[str, Any]:
+    """What a cancelled job had done. A fleet deploy: the same ``{"ok", "outcomes"}`` as when it ends,
+    each machine ``deployed`` (it finished before the cancel), ``undone`` (in flight: its operation was
+    compensated), ``stuck`` (its undo failed: ``ops resume``) or ``skipped`` (never started). Any other
+    job: its progress events (``step``, ``machine``) up to the cancel."""
+    if job.kind != "machine.create":
+        return {"progress": [e.data for e in events if e.data.get("type") in ("step", "machine")]}
+    from autovibe.machines.deploy import KIND
+    from autovibe.machines.fleet import DeployOutcome
+    from autovibe.machines.models import MachineCreate
+
+    names = MachineCreate.model_validate(job.params["request"]).names
+    since = job.started_at or job.created_at
+    newest: dict[str, OperationRecord] = {}
+    for seen in Journal(db).recent(limit=200 + 4 * len(names)):
+        name = str(seen.params.get("name"))
+        if seen.kind == KIND and name in names and seen.created_at >= since:
+            newest.setdefault(name, seen)  # newest first: the first seen is this job's operation
+    outcomes = []
+    for name in names:
+        record = newest.get(name)
+        if record is None:
+            outcome = DeployOutcome(name, "skipped", "", error="not started: the job was cancelled")
+        elif record.status is OpStatus.COMPLETED:
+            node, vmid = str(record.state.get("node", "")), record.state.get("vmid")
+            outcome = DeployOutcome(name, "deployed", node, vmid, record.id)
+        elif record.status is OpStatus.COMPENSATED:
+            node = str(record.params.get("node", ""))
+            error = "cancelled; everything it did was undone"
+            outcome = DeployOutcome(name, "undone", node, operation_id=record.id, error=error)
+        else:
+            node = str(record.params.get("node", ""))
+            error = f"cancelled; its undo is {record.status}: run `autovibe ops resume`"
+            outcome = DeployOutcome(name, "stuck", node, operation_id=record.id, error=error)
+        outcomes.append(dataclasses.asdict(outcome))
+    return {"ok": False, "outcomes": outcomes}
 
 
 def _job_error(exc: BaseException) -> JobError:

@@ -422,7 +422,7 @@ class HubJob(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # queued|running|succeeded|failed
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued|running|succeeded|failed|cancelled
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor: Mapped[str] = mapped_column(String(128))
     project: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -432,6 +432,9 @@ class HubJob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Someone asked to cancel it while it ran: the replica running it notices and cancels its task.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class HubJobEvent(Base):

@@ -1,5 +1,6 @@
 """Jobs: the long work the API accepted with a 202. Poll one, or follow its progress as Server-Sent
-Events from any replica (events are in the store), resuming after ``Last-Event-ID``."""
+Events from any replica (events are in the store), resuming after ``Last-Event-ID``; cancel one (its
+submitter, or whoever may resume operations in its project)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from autovibe.api.deps import Caller, HubDep
+from autovibe.errors import AutovibeDenied
 from autovibe.hub.jobs import JobNotFound, JobRead, JobStatus
 from autovibe.hub.service import Hub
 from autovibe.security import rbac
 from autovibe.security.identity import Identity
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+_log = structlog.get_logger("autovibe.api")
 
 KEEPALIVE_S = 15.0
 
@@ -50,6 +54,26 @@ def get_job(hub: HubDep, identity: Caller, job_id: str) -> JobRead:
     return _job(hub, identity, job_id)
 
 
+@router.post("/{job_id}/cancel", response_model=JobRead)
+def cancel_job(hub: HubDep, identity: Caller, job_id: str) -> JobRead:
+    """Cancel a job. A queued one ends ``cancelled`` at once and never runs. A running one is asked to
+    stop: the replica running it notices within ``hub.job_poll_s`` (its events: ``status`` cancelling),
+    its operations undo what they had started (a fleet: machines in flight are undone, unstarted ones
+    skipped), and it ends ``cancelled`` with what it did in ``result`` (events: ``status`` cancelled,
+    then ``end``). Answers the job as it is now; a job that already ended is a 409.
+
+    Allowed to the job's submitter, and to whoever holds ``ops.resume`` in the job's project."""
+    job = _job(hub, identity, job_id)
+    if job.actor != identity.name and not rbac.can(identity, "ops.resume", job.project):
+        raise AutovibeDenied(
+            f"{identity.name} may not cancel job {job_id} of {job.actor}",
+            hint="only its submitter, or someone with ops.resume in its project, may cancel it",
+        )
+    cancelled = hub.jobs.cancel(job_id, by=identity.name)
+    _log.info("hub.job_cancel_requested", job=job_id, by=identity.name, status=str(cancelled.status))
+    return cancelled
+
+
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
@@ -62,7 +86,8 @@ def job_events(
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
     after: Annotated[int, Query(ge=0, description="Resume after this event number")] = 0,
 ) -> StreamingResponse:
-    """The job's progress as Server-Sent Events: ``status`` (running, succeeded, failed), ``step``
+    """The job's progress as Server-Sent Events: ``status`` (running, succeeded, failed, cancelling,
+    cancelled), ``step``
     (a machine's saga step), ``machine`` (a machine's end)..., each with ``id`` = its number, then one
     ``end`` event whose data is the finished job. Reconnect with ``Last-Event-ID`` to resume."""
     _job(hub, identity, job_id)
