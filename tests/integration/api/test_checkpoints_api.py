@@ -3,11 +3,24 @@ policies, schedules and a dry-run prune, and the refusals that come before any j
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.integration.api.conftest import API, ClientFor, run_job
+from autovibe.settings import Settings
+from tests.integration.api.conftest import API, ClientFor, hub_settings, run_job
+
+ZFS = {"claude_code": {"storage": "local-zfs"}}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The hub's settings; ``@pytest.mark.parametrize("settings", [PROFILES], indirect=True)`` gives it
+    profile overrides (ZFS storage, say)."""
+    profiles = getattr(request, "param", None)
+    return hub_settings(tmp_path).model_copy(update={"profiles": profiles or {}})
 
 
 async def _deploy(admin: httpx.AsyncClient, name: str = "m1", project: str = "alpha") -> None:
@@ -78,6 +91,8 @@ async def test_pin_and_unpin(admin: httpx.AsyncClient) -> None:
     assert pinned.status_code == 200 and pinned.json()["pinned"] is True
     refused = await admin.delete(f"{API}/machines/m1/checkpoints/keep")
     assert refused.status_code == 409 and "pinned" in refused.json()["message"]
+    # The same words as the service's refusal (the CLI prints them through the hub as locally).
+    assert refused.json()["hint"] == "unpin it first: `autovibe checkpoint unpin m1 keep`"
     unpinned = await admin.delete(f"{API}/machines/m1/checkpoints/keep/pin")
     assert unpinned.status_code == 200 and unpinned.json()["pinned"] is False
     tree = (await admin.get(f"{API}/machines/m1/checkpoints")).json()
@@ -200,3 +215,52 @@ async def test_policies_schedules_and_a_dry_run_prune(
     gone = await admin.delete(f"{API}/retention/policies/last2")
     assert gone.status_code == 200 and gone.json()["name"] == "last2"
     assert (await admin.get(f"{API}/retention/policies")).json() == []
+
+
+async def _checkpoints(admin: httpx.AsyncClient, *names: str) -> None:
+    for name in names:
+        job = await run_job(admin, "POST", "/machines/m1/checkpoints", json={"name": name, "ram": False})
+        assert job["status"] == "succeeded", job
+
+
+async def test_nothing_blocks_a_restore_on_storage_that_rolls_back_to_any_snapshot(
+    admin: httpx.AsyncClient, client_for: ClientFor
+) -> None:
+    await _deploy(admin)
+    await _checkpoints(admin, "s1", "s2")
+    found = await admin.get(f"{API}/machines/m1/checkpoints/s1/blockers")
+    assert found.status_code == 200, found.text
+    assert found.json() == {"machine": "m1", "checkpoint": "s1", "newer": [], "protected": []}
+    assert (await admin.get(f"{API}/machines/m1/checkpoints/ghost/blockers")).status_code == 404
+    assert (await admin.get(f"{API}/machines/ghost/checkpoints/s1/blockers")).status_code == 404
+    assert (await admin.get(f"{API}/machines/m1/checkpoints/1st/blockers")).status_code == 400
+    outsider = await client_for("viewer", "beta")
+    assert (await outsider.get(f"{API}/machines/m1/checkpoints/s1/blockers")).status_code == 403
+
+
+@pytest.mark.parametrize("settings", [ZFS], indirect=True)
+async def test_zfs_blockers_name_the_newer_checkpoints_and_the_protected_ones(
+    admin: httpx.AsyncClient,
+) -> None:
+    await _deploy(admin)
+    await _checkpoints(admin, "s1", "s2", "s3")
+    vmid = (await admin.get(f"{API}/machines/m1")).json()["vmid"]
+    found = (await admin.get(f"{API}/machines/{vmid}/checkpoints/s1/blockers")).json()
+    assert found == {"machine": "m1", "checkpoint": "s1", "newer": ["s3", "s2"], "protected": []}
+    assert (await admin.put(f"{API}/machines/m1/checkpoints/s2/pin")).status_code == 200
+    found = (await admin.get(f"{API}/machines/m1/checkpoints/s1/blockers")).json()
+    assert found["newer"] == ["s3", "s2"] and found["protected"] == ["s2"]
+    newest = (await admin.get(f"{API}/machines/m1/checkpoints/s3/blockers")).json()
+    assert newest["newer"] == [] and newest["protected"] == []
+    # What the route names is what a restore with discard_newer refuses (pinned) or deletes.
+    refused = await run_job(
+        admin, "POST", "/machines/m1/checkpoints/s1/restore", json={"discard_newer": True}
+    )
+    assert refused["status"] == "failed" and "'s2' (pinned)" in refused["error"]["message"]
+    assert (await admin.delete(f"{API}/machines/m1/checkpoints/s2/pin")).status_code == 200
+    restored = await run_job(
+        admin, "POST", "/machines/m1/checkpoints/s1/restore", json={"discard_newer": True}
+    )
+    # Deleting the two newer checkpoints is high risk: the gate holds it for a second identity.
+    assert restored["status"] == "failed" and restored["error"]["kind"] == "approval_required"
+    assert "deletes 2 newer checkpoint(s)" in restored["error"]["message"]

@@ -1,5 +1,5 @@
-"""Checkpoints of a machine: the tree and one checkpoint (reads), create, restore, branch and delete
-(jobs, 202), pin and unpin (store only).
+"""Checkpoints of a machine: the tree, one checkpoint and what blocks a restore (reads), create,
+restore, branch and delete (jobs, 202), pin and unpin (store only).
 
 A checkpoint is addressed by its machine (name or vmid) and its name. Every request is checked before a
 job is queued (the machine, the checkpoint, names, pins, your role), so a bad one is a 4xx now; risk and
@@ -121,6 +121,19 @@ class CheckpointNode(BaseModel):
     children: list[CheckpointNode] = Field(default_factory=list)
 
 
+class RollbackBlockers(BaseModel):
+    """What stands between the machine and a restore to ``checkpoint``: the newer checkpoints (newest
+    first) that must go first because their disks are on storage that rolls back only to its newest
+    snapshot (ZFS); empty when a restore can roll back as is. A restore with ``discard_newer`` deletes
+    them for good, unless one is ``protected`` (pinned, or a machine was branched from it): then it is
+    refused."""
+
+    machine: str
+    checkpoint: str
+    newer: list[str]
+    protected: list[str]
+
+
 class CheckpointTreeView(BaseModel):
     """A machine's checkpoints as a tree (``tree``, like ``autovibe checkpoint list --json``) and as a
     list, oldest first (``checkpoints``); ``here`` is the checkpoint the current state descends from."""
@@ -155,6 +168,13 @@ def _tree_view(tree: CheckpointTree) -> CheckpointTreeView:
 
 async def _existing(deps: MachineDeps, ref: str, name: str) -> tuple[service.Target, Checkpoint]:
     """The machine and its checkpoint ``name`` (404 for either), read as the caller may."""
+    target, _tree, found = await _in_tree(deps, ref, name)
+    return target, found
+
+
+async def _in_tree(
+    deps: MachineDeps, ref: str, name: str
+) -> tuple[service.Target, CheckpointTree, Checkpoint]:
     target = await service.locate(deps, ref)
     rbac.check(deps.identity, "checkpoint.read", target.project)
     tree = await service.read_tree(deps, target)
@@ -164,7 +184,7 @@ async def _existing(deps: MachineDeps, ref: str, name: str) -> tuple[service.Tar
         raise CheckpointNotFound(
             f"machine '{target.name}' has no checkpoint '{name}'", hint=f"its checkpoints: {names}"
         )
-    return target, found
+    return target, tree, found
 
 
 def _params(target: service.Target, **more: Any) -> dict[str, Any]:
@@ -197,6 +217,16 @@ async def list_checkpoints(deps: Deps, ref: MachineRef) -> CheckpointTreeView:
 async def show_checkpoint(deps: Deps, ref: MachineRef, name: NamePath) -> CheckpointDetail:
     """One checkpoint: what it saved, its saved config, and what differs from the machine's config now."""
     return await service.show(deps, ref, name)
+
+
+@router.get("/{ref}/checkpoints/{name}/blockers", response_model=RollbackBlockers)
+async def rollback_blockers(deps: Deps, ref: MachineRef, name: NamePath) -> RollbackBlockers:
+    """The newer checkpoints a restore to this one would have to delete first (ZFS), and which of them
+    are protected: what to confirm before a restore with ``discard_newer``. Changes nothing."""
+    target, tree, _found = await _in_tree(deps, ref, name)
+    newer = await service.rollback_blockers(deps, target, tree, name)
+    protected = [n for n in newer if (c := tree.get(n)) is not None and (c.pinned or c.branches)]
+    return RollbackBlockers(machine=target.name, checkpoint=name, newer=newer, protected=protected)
 
 
 # ---- jobs ----------------------------------------------------------------------------------------
@@ -281,7 +311,8 @@ async def delete_checkpoint(
     if found.pinned and not force:
         raise CheckpointProtected(
             f"checkpoint '{name}' of machine '{target.name}' is pinned",
-            hint=f"unpin it first (DELETE .../checkpoints/{name}/pin), or pass force=true",
+            # the service's own words, so the CLI says the same through the hub as locally
+            hint=f"unpin it first: `autovibe checkpoint unpin {target.name} {name}`",
         )
     params = _params(target, checkpoint=name, force=force, approval=approval)
     return _queue(hub, identity, "checkpoint.delete", target, name, params)

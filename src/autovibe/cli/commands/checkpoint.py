@@ -3,8 +3,9 @@
 A checkpoint is addressed by its machine (name or vmid) and its name. Bad names are refused with exit
 code 2 and one stderr line before anything reaches PVE. Commands that change PVE wait out its locks (a
 backup, another snapshot) for up to ``--lock-timeout`` seconds, saying on stderr what they wait for, and
-name the journaled operation when they fail. The retention commands (prune, policy, schedule) come from
-``checkpoint_retention``, registered at the end of this module.
+name the journaled operation when they fail. With ``--hub`` each command asks the hub instead (its jobs
+followed over Server-Sent Events), with the same output and exit codes. The retention commands (prune,
+policy, schedule) come from ``checkpoint_retention``, registered at the end of this module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from autovibe.cli import remote_checkpoints as hub_calls
 from autovibe.cli import render
 from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 from autovibe.cli.commands.project import BadInput, JsonFlag, refuse
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from autovibe.machines.deploy import MachineDeps
     from autovibe.machines.models import MachineRead
     from autovibe.operations.errors import OperationFailed
-    from autovibe.operations.models import OperationRecord
     from autovibe.settings import Settings
 
 T = TypeVar("T")
@@ -120,24 +121,32 @@ def _change(
     lock_timeout: float,
     label: str,
     quiet: bool,
+    remote: Callable[[], T] | None = None,
 ) -> T:
-    """Run a mutating service call, with a progress line for humans and the operation named on failure."""
+    """Run a mutating service call (``remote`` instead, the same work as a hub job, with ``--hub``),
+    with a progress line for humans and the operation named on failure."""
 
     async def go() -> T:
         async with _deps(settings, lock_timeout) as deps:
             return await call(deps)
 
+    work: Callable[[], T] = remote if settings.hub_url and remote is not None else lambda: run(go())
     if quiet:
-        return _run_operation(go())
+        return _named(work)
     with render.progress(label):
-        return _run_operation(go())
+        return _named(work)
 
 
 def _run_operation(work: Coroutine[Any, Any, T]) -> T:
+    return _named(lambda: run(work))
+
+
+def _named(work: Callable[[], T]) -> T:
+    """``work()``, with the operation's id put in the message when a journaled operation failed."""
     from autovibe.operations.errors import OperationFailed
 
     try:
-        return run(work)
+        return work()
     except OperationFailed as exc:
         raise _naming_operation(exc) from exc
 
@@ -223,6 +232,7 @@ def create(
         lock_timeout=lock_timeout,
         label=f"checkpoint '{name}' of {machine}" if name else f"new checkpoint of {machine}",
         quiet=json_output,
+        remote=lambda: hub_calls.create(settings, machine, name, ram=ram, description=description, pin=pin),
     )
     taken = created.checkpoint
     if json_output:
@@ -250,7 +260,10 @@ def list_(ctx: typer.Context, machine: MachineArg, json_output: JsonFlag = False
     from autovibe.checkpoints import service
 
     settings = _settings(ctx, json_output=json_output)
-    tree = _read(settings, lambda deps: service.tree(deps, machine))
+    if settings.hub_url:
+        tree = hub_calls.tree(settings, machine)
+    else:
+        tree = _read(settings, lambda deps: service.tree(deps, machine))
     if json_output:
         render.emit_json(
             {
@@ -303,7 +316,10 @@ def show(ctx: typer.Context, machine: MachineArg, name: NameArg, json_output: Js
     from autovibe.checkpoints import service
 
     settings = _settings(ctx, json_output=json_output)
-    detail = _read(settings, lambda deps: service.show(deps, machine, name))
+    if settings.hub_url:
+        detail = hub_calls.show(settings, machine, name)
+    else:
+        detail = _read(settings, lambda deps: service.show(deps, machine, name))
     if json_output:
         render.emit_json({**json_envelope(settings), **detail.model_dump(mode="json")})
         return
@@ -395,7 +411,10 @@ def restore(
         )
     settings = _settings(ctx, json_output=json_output)
     if discard_newer and not yes:
-        doomed = _read(settings, lambda deps: _would_discard(deps, machine, name))
+        if settings.hub_url:
+            doomed = hub_calls.would_discard(settings, machine, name)
+        else:
+            doomed = _read(settings, lambda deps: _would_discard(deps, machine, name))
         question = (
             f"Restore '{machine}' to '{name}' and delete {len(doomed)} newer checkpoint(s) for good: "
             f"{', '.join(doomed)}?"
@@ -417,6 +436,9 @@ def restore(
         lock_timeout=lock_timeout,
         label=f"restore {machine} to {name}",
         quiet=json_output,
+        remote=lambda: hub_calls.restore(
+            settings, machine, name, start=start, discard_newer=discard_newer, approval=approval
+        ),
     )
     if json_output:
         render.emit_json(
@@ -486,11 +508,14 @@ def branch(
         raise BadInput(f"--as: {exc}") from None
     settings = _settings(ctx, json_output=json_output)
 
-    async def go(deps: MachineDeps, bar: render.ProgressBar | None) -> tuple[OperationRecord, MachineRead]:
+    def progress_of(bar: render.ProgressBar | None) -> Callable[[str, int, int], None]:
         def progress(step: str, index: int, total: int) -> None:
             if bar is not None:
                 bar.update(index / total if total else 1.0, step)
 
+        return progress
+
+    async def go(deps: MachineDeps, bar: render.ProgressBar | None) -> tuple[str, MachineRead]:
         record = await service.branch(
             deps,
             machine,
@@ -500,27 +525,35 @@ def branch(
             node=node,
             start=not no_start,
             actor=LOCAL_ACTOR,
-            progress=progress,
+            progress=progress_of(bar),
         )
-        return record, await machines.show(deps, new_name)
+        return record.id, await machines.show(deps, new_name)
 
-    async def work(bar: render.ProgressBar | None) -> tuple[OperationRecord, MachineRead]:
+    async def local(bar: render.ProgressBar | None) -> tuple[str, MachineRead]:
         async with _deps(settings, lock_timeout) as deps:
             return await go(deps, bar)
 
+    def work(bar: render.ProgressBar | None) -> tuple[str, MachineRead]:
+        if not settings.hub_url:
+            return run(local(bar))
+        return hub_calls.branch(
+            settings, machine, name, new_name=new_name, project=project, node=node, start=not no_start,
+            steps=progress_of(bar),
+        )  # fmt: skip
+
     if json_output:
-        record, view = _run_operation(work(None))
+        operation_id, view = _named(lambda: work(None))
         render.emit_json(
             {
                 **json_envelope(settings),
                 "machine": view.model_dump(mode="json"),
                 "source": {"machine": view.parent_machine, "checkpoint": view.parent_checkpoint},
-                "operation_id": record.id,
+                "operation_id": operation_id,
             }
         )
         return
     with render.progress(f"branch {machine} at {name} into {new_name}") as bar:
-        record, view = _run_operation(work(bar))
+        operation_id, view = _named(lambda: work(bar))
     booted = "booted fresh" if view.status == "running" else f"is {view.status}"
     render.line(
         f"branched '{view.name}' from checkpoint '{name}' of '{view.parent_machine}': PVE cloned the "
@@ -529,7 +562,7 @@ def branch(
     from autovibe.cli.commands.machine import show_machine
 
     show_machine(view)
-    render.line(f"{'operation':<10} {record.id[:8]}")
+    render.line(f"{'operation':<10} {operation_id[:8]}")
 
 
 # ---- delete, pin ---------------------------------------------------------------------------------
@@ -551,20 +584,25 @@ def delete(
     from autovibe.composition import LOCAL_ACTOR
 
     settings = _settings(ctx, json_output=json_output)
-    record = _change(
+
+    async def go(deps: MachineDeps) -> tuple[str, str]:
+        record = await service.delete(deps, machine, name, actor=LOCAL_ACTOR, force=force, approval=approval)
+        return str(record.params["machine"]), record.id
+
+    owner, operation_id = _change(
         settings,
-        lambda deps: service.delete(deps, machine, name, actor=LOCAL_ACTOR, force=force, approval=approval),
+        go,
         lock_timeout=lock_timeout,
         label=f"delete checkpoint {name} of {machine}",
         quiet=json_output,
+        remote=lambda: hub_calls.delete(settings, machine, name, force=force, approval=approval),
     )
-    owner = str(record.params["machine"])
     if json_output:
         render.emit_json(
-            {**json_envelope(settings), "machine": owner, "deleted": name, "operation_id": record.id}
+            {**json_envelope(settings), "machine": owner, "deleted": name, "operation_id": operation_id}
         )
         return
-    render.line(f"deleted checkpoint '{name}' of '{owner}'; operation {record.id[:8]}")
+    render.line(f"deleted checkpoint '{name}' of '{owner}'; operation {operation_id[:8]}")
 
 
 def _pin(ctx: typer.Context, machine: str, name: str, *, pinned: bool, json_output: bool) -> None:
@@ -576,7 +614,10 @@ def _pin(ctx: typer.Context, machine: str, name: str, *, pinned: bool, json_outp
         target = await service.locate(deps, machine)
         return target.name, await service.pin(deps, target.name, name, pinned=pinned)
 
-    owner, marked = _read(settings, go)
+    if settings.hub_url:
+        owner, marked = hub_calls.pin(settings, machine, name, pinned=pinned)
+    else:
+        owner, marked = _read(settings, go)
     if json_output:
         render.emit_json(
             {**json_envelope(settings), "machine": owner, "checkpoint": marked.model_dump(mode="json")}

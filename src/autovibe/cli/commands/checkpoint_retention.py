@@ -2,15 +2,19 @@
 
 Kept apart from ``checkpoint.py`` (single-checkpoint commands); :func:`register` adds these commands
 to the ``checkpoint`` group. Policies use restic's flag words (``--keep-last 3 --keep-daily 7
---keep-within 3d12h``) and restic's semantics.
+--keep-within 3d12h``) and restic's semantics. With ``--hub`` they ask the hub's ``/retention`` routes
+instead (a real prune is a hub job), with the same output and exit codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from autovibe.cli import remote_checkpoints as hub_calls
 from autovibe.cli import render
 from autovibe.cli.commands import json_envelope, load_cli_settings, run, show_help_without_subcommand
 from autovibe.cli.commands.project import JsonFlag
@@ -114,7 +118,25 @@ def prune(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    result = run(_prune(settings, machine, project, override, dry_run=dry_run, lock_wait=lock_wait))
+    # A live bar on a terminal while deletions run (the hub's job events drive it through --hub);
+    # piped output stays the report alone.
+    live = not (json_output or dry_run) and render.output().is_terminal
+    with render.progress("prune") if live else nullcontext(None) as bar:
+
+        def steps(step: str, index: int, total: int) -> None:
+            if bar is not None:
+                bar.update(index / total if total else 1.0, step)
+
+        if settings.hub_url:
+            result = hub_calls.prune(
+                settings, machine, project, override, dry_run=dry_run, lock_wait=lock_wait, steps=steps
+            )
+        else:
+            result = run(
+                _prune(
+                    settings, machine, project, override, dry_run=dry_run, lock_wait=lock_wait, steps=steps
+                )
+            )
     if json_output:
         render.emit_json(
             {
@@ -138,6 +160,7 @@ async def _prune(
     *,
     dry_run: bool,
     lock_wait: float,
+    steps: Callable[[str, int, int], None] | None = None,
 ) -> PruneResult:
     from autovibe.checkpoints import prune as pruning
     from autovibe.cli.commands.checkpoint import wait_for_locks
@@ -148,7 +171,7 @@ async def _prune(
         if dry_run:
             return pruning.PruneResult(tuple(plans), None)
         wait_for_locks(deps, lock_wait)
-        return await pruning.apply(deps, plans, actor=LOCAL_ACTOR, lock_wait_s=lock_wait)
+        return await pruning.apply(deps, plans, actor=LOCAL_ACTOR, lock_wait_s=lock_wait, progress=steps)
 
 
 def show_prune(result: PruneResult, *, dry_run: bool) -> None:
@@ -230,8 +253,11 @@ def policy_set(
         raise BadInput("give at least one --keep-* rule (an empty policy would keep everything)")
     rules["protect_branch_points"] = protect_branch_points
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        saved = policies.save(db, name, _policy(rules), description=description)
+    if settings.hub_url:
+        saved = hub_calls.policy_set(settings, name, _policy(rules), description)
+    else:
+        with store(settings) as db:
+            saved = policies.save(db, name, _policy(rules), description=description)
     _emit_policy(settings, saved, json_output)
 
 
@@ -252,8 +278,11 @@ def policy_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     from autovibe.composition import store
 
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        found = policies.list_all(db)
+    if settings.hub_url:
+        found = hub_calls.policy_list(settings)
+    else:
+        with store(settings) as db:
+            found = policies.list_all(db)
     if json_output:
         render.emit_json({**json_envelope(settings), "policies": [p.model_dump(mode="json") for p in found]})
         return
@@ -281,8 +310,11 @@ def policy_show(ctx: typer.Context, name: str, json_output: JsonFlag = False) ->
     from autovibe.composition import store
 
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        found = policies.get(db, name)
+    if settings.hub_url:
+        found = hub_calls.policy_show(settings, name)
+    else:
+        with store(settings) as db:
+            found = policies.get(db, name)
     _emit_policy(settings, found, json_output)
 
 
@@ -292,8 +324,12 @@ def policy_delete(ctx: typer.Context, name: str) -> None:
     from autovibe.checkpoints import policies
     from autovibe.composition import store
 
-    with store(load_cli_settings(ctx)) as db:
-        policies.delete(db, name)
+    settings = load_cli_settings(ctx)
+    if settings.hub_url:
+        hub_calls.policy_delete(settings, name)
+    else:
+        with store(settings) as db:
+            policies.delete(db, name)
     render.line(f"deleted policy '{name}'")
 
 
@@ -305,8 +341,12 @@ def policy_attach(
     from autovibe.checkpoints import policies
     from autovibe.composition import store
 
-    with store(load_cli_settings(ctx)) as db:
-        policies.attach(db, name, project=project, machine=machine)
+    settings = load_cli_settings(ctx)
+    if settings.hub_url:
+        hub_calls.policy_attach(settings, name, project=project, machine=machine)
+    else:
+        with store(settings) as db:
+            policies.attach(db, name, project=project, machine=machine)
     render.line(f"policy '{name}' now applies to {_scope(project, machine)}")
 
 
@@ -316,8 +356,12 @@ def policy_detach(ctx: typer.Context, project: ProjectOpt = None, machine: Machi
     from autovibe.checkpoints import policies
     from autovibe.composition import store
 
-    with store(load_cli_settings(ctx)) as db:
-        policies.detach(db, project=project, machine=machine)
+    settings = load_cli_settings(ctx)
+    if settings.hub_url:
+        hub_calls.policy_detach(settings, project=project, machine=machine)
+    else:
+        with store(settings) as db:
+            policies.detach(db, project=project, machine=machine)
     render.line(f"{_scope(project, machine)} has no policy of its own now")
 
 
@@ -355,10 +399,16 @@ def schedule_set(
     except ValueError as exc:
         raise BadInput(f"--every: {exc}") from None
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        saved = schedules.set_schedule(
-            db, every=interval, project=project, machine=machine, ram=ram, prune=prune_after
-        )
+    if settings.hub_url:
+        saved = hub_calls.schedule_set(
+            settings, every_s=int(interval.total_seconds()), project=project, machine=machine, ram=ram,
+            prune=prune_after,
+        )  # fmt: skip
+    else:
+        with store(settings) as db:
+            saved = schedules.set_schedule(
+                db, every=interval, project=project, machine=machine, ram=ram, prune=prune_after
+            )
     if json_output:
         render.emit_json({**json_envelope(settings), "schedule": saved.model_dump(mode="json")})
         return
@@ -377,8 +427,11 @@ def schedule_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     from autovibe.composition import store
 
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        found = schedules.list_schedules(db)
+    if settings.hub_url:
+        found = hub_calls.schedule_list(settings)
+    else:
+        with store(settings) as db:
+            found = schedules.list_schedules(db)
     if json_output:
         render.emit_json({**json_envelope(settings), "schedules": [s.model_dump(mode="json") for s in found]})
         return
@@ -427,6 +480,10 @@ def schedule_remove(
     from autovibe.checkpoints import schedules
     from autovibe.composition import store
 
-    with store(load_cli_settings(ctx)) as db:
-        removed = schedules.remove_schedule(db, project=project, machine=machine)
+    settings = load_cli_settings(ctx)
+    if settings.hub_url:
+        removed = hub_calls.schedule_remove(settings, project=project, machine=machine)
+    else:
+        with store(settings) as db:
+            removed = schedules.remove_schedule(db, project=project, machine=machine)
     render.line(f"removed the schedule of {_scope(project, machine)}" if removed else "there was no schedule")
