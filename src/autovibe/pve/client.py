@@ -285,26 +285,29 @@ class PveClient:
         """``GET /nodes``: every cluster node with its status and load."""
         return parse_models(NodeInfo, await self.get("/nodes"), "/nodes")
 
-    async def cluster_resources(self, type: str | None = None) -> list[ClusterResource]:
+    async def cluster_resources(
+        self, type: str | None = None, *, fresh: bool = False
+    ) -> list[ClusterResource]:
         """``GET /cluster/resources``; ``type`` is ``vm``, ``storage``, ``node`` or ``sdn``.
 
         With ``resources_ttl_s`` (the hub sets it), answers younger than that are shared, and concurrent
         identical calls make one request: a hub serving many callers that list machines asks PVE once per
         period, not once per caller. Any write through this client drops the shared answers, so a caller
-        never misses the effect of its own change."""
+        never misses the effect of its own change. ``fresh`` always asks PVE (and shares that answer):
+        for readers that pair the counters with the time they read them (the usage sampler)."""
         if self.resources_ttl_s <= 0:
             data = await self.get("/cluster/resources", type=type)
         else:
-            data = await self._shared_resources(type)
+            data = await self._shared_resources(type, fresh=fresh)
         return parse_models(ClusterResource, data, "/cluster/resources")
 
-    async def _shared_resources(self, type: str | None) -> Any:
+    async def _shared_resources(self, type: str | None, *, fresh: bool) -> Any:
         now = time.monotonic()
         cached = self._resources.get(type)
-        if cached is not None and now - cached[0] < self.resources_ttl_s:
+        if not fresh and cached is not None and now - cached[0] < self.resources_ttl_s:
             return cached[1]
         generation = self._writes
-        joined = self._resources_pending.get((type, generation))
+        joined = None if fresh else self._resources_pending.get((type, generation))
         if joined is not None:  # the same read is on its way, and no write began since it left
             return await asyncio.shield(joined)
         pending = asyncio.ensure_future(self.get("/cluster/resources", type=type))

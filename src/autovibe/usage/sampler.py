@@ -69,7 +69,9 @@ class Sampled:
 
 async def read(deps: MachineDeps, *, now: datetime) -> list[Sampled]:
     """This cycle's samples of every managed machine PVE still has: exactly one PVE request."""
-    resources = {int(r.vmid): r for r in await deps.pve.cluster_resources(type="vm") if r.vmid is not None}
+    # Fresh: each sample pairs these counters with the time it is taken, so a shared answer would not do.
+    answer = await deps.pve.cluster_resources(type="vm", fresh=True)
+    resources = {int(r.vmid): r for r in answer if r.vmid is not None}
     with deps.db.session() as session:
         rows = [(m.id, m.name, m.vmid, m.project_id, series_key(m)) for m in session.scalars(select(Machine))]
     at = now.timestamp()

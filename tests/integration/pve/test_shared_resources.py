@@ -55,3 +55,14 @@ async def test_without_a_ttl_every_call_asks_pve(sim: SimApp) -> None:
     async with client(sim, seen) as pve:
         await asyncio.gather(*(pve.cluster_resources(type="vm") for _ in range(3)))
         assert reads(seen) == 3
+
+
+async def test_a_fresh_read_always_asks_pve(sim: SimApp) -> None:
+    seen: list[RequestObservation] = []
+    async with client(sim, seen) as pve:
+        pve.resources_ttl_s = 60
+        await pve.cluster_resources(type="vm")
+        await pve.cluster_resources(type="vm", fresh=True)
+        assert reads(seen) == 2
+        await pve.cluster_resources(type="vm")
+        assert reads(seen) == 2  # and the fresh answer is shared afterwards
