@@ -1,7 +1,11 @@
 """Usage, quotas and limits over HTTP: reports after a deploy and a usage pass, the quota lifecycle with
-enforcement (dry run and job), who may set and read quotas, and machine limits."""
+enforcement (dry run and job), a whole usage pass on demand, who may set and read quotas, and machine
+limits."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +23,15 @@ async def deployed(admin: httpx.AsyncClient, hub: Hub) -> str:
     await hub.scheduler_pass()  # the first usage pass samples m1; the second integrates the time between
     await hub.scheduler_pass()
     return "m1"
+
+
+def _standing(body: dict[str, Any]) -> dict[str, Any]:
+    """A project's standing without the moment (the simulator's clock runs on between two reads) and the
+    usage figures that grow with it."""
+    return {
+        **{k: v for k, v in body.items() if k != "at"},
+        "quotas": [{k: v for k, v in q.items() if k not in ("usage", "percent")} for q in body["quotas"]],
+    }
 
 
 async def test_usage_report_after_a_deploy(admin: httpx.AsyncClient, deployed: str) -> None:
@@ -54,7 +67,12 @@ async def test_usage_bad_windows_and_scoped_readers(admin: httpx.AsyncClient, cl
 
 async def test_quota_set_status_enforce_dry_run_unset(admin: httpx.AsyncClient, deployed: str) -> None:
     empty = await admin.get(f"{API}/projects/alpha/quota")
-    assert empty.status_code == 200 and empty.json() == {"project": "alpha", "level": "ok", "quotas": []}
+    assert empty.status_code == 200, empty.text
+    at = empty.json().pop("at")  # when the standing was computed, on the target's clock
+    assert empty.json() == {"project": "alpha", "level": "ok", "quotas": [], "at": at}
+    assert datetime.fromisoformat(at) <= datetime.fromisoformat(
+        (await admin.get(f"{API}/usage")).json()["until"]
+    )
     tiny = {"mem_gib_hours": 0.0001, "cpu_core_hours": 1000, "period": "day"}
     put = await admin.put(f"{API}/projects/alpha/quota", json=tiny)
     assert put.status_code == 200, put.text
@@ -64,9 +82,10 @@ async def test_quota_set_status_enforce_dry_run_unset(admin: httpx.AsyncClient, 
     assert set(quotas) == {"cpu_core_hours", "mem_gib_hours"}
     assert quotas["mem_gib_hours"]["percent"] > 150 and quotas["cpu_core_hours"]["level"] == "ok"
     assert quotas["mem_gib_hours"]["period"] == "day"
-    assert (await admin.get(f"{API}/projects/alpha/quota")).json() == status
+    assert _standing((await admin.get(f"{API}/projects/alpha/quota")).json()) == _standing(status)
     listed = (await admin.get(f"{API}/quotas")).json()
-    assert [p["project"] for p in listed] == ["alpha", "beta"] and listed[0] == status
+    assert [p["project"] for p in listed] == ["alpha", "beta"] and _standing(listed[0]) == _standing(status)
+    assert listed[0]["at"] == listed[1]["at"] >= status["at"]  # one "now" for the whole listing
 
     dry = await admin.post(f"{API}/projects/alpha/quota/enforce", json={"dry_run": True})
     assert dry.status_code == 200, dry.text
@@ -96,6 +115,38 @@ async def test_quota_enforce_job_stops_the_machines(admin: httpx.AsyncClient, de
     assert machine["status"] == "stopped"
     again = await admin.post(f"{API}/projects/alpha/quota/enforce", json={"dry_run": True})
     assert again.json()["previous"] == "emergency" and again.json()["action"] is None  # nothing left
+
+
+async def test_usage_pass_job_samples_and_enforces(
+    admin: httpx.AsyncClient, client_for: ClientFor, deployed: str
+) -> None:
+    # Storage is measured by the first pass (m1's 20 GiB disk): 1 GiB is far over.
+    await admin.put(f"{API}/projects/alpha/quota", json={"storage_gib": 1})
+    dry = await run_job(admin, "POST", "/usage/pass", json={"dry_run": True})
+    assert dry["status"] == "succeeded", dry
+    report = dry["result"]
+    assert report["dry_run"] is True and report["sampled"] == 1
+    [action] = report["enforcement"]
+    assert (action["project"], action["previous"], action["level"]) == ("alpha", "ok", "emergency")
+    assert action["stop"] == [deployed] and action["operation_id"] is None
+    assert (await admin.get(f"{API}/machines/{deployed}")).json()["status"] == "running"
+    assert (await admin.get(f"{API}/projects/alpha/quota/enforce")).status_code == 405  # not a read
+
+    real = await run_job(admin, "POST", "/usage/pass", json={})
+    assert real["status"] == "succeeded", real
+    [action] = real["result"]["enforcement"]
+    assert real["result"]["dry_run"] is False and action["stop"] == [deployed] and action["operation_id"]
+    assert (await admin.get(f"{API}/machines/{deployed}")).json()["status"] == "stopped"
+    assert datetime.fromisoformat(real["result"]["at"]) > datetime.fromisoformat(report["at"])
+    again = await run_job(admin, "POST", "/usage/pass", json={"dry_run": True})
+    assert again["result"]["enforcement"] == []  # the level did not change again
+
+    for role, project in (("operator", None), ("admin", "alpha"), ("viewer", None)):
+        other = await client_for(role, project)
+        refused = await other.post(f"{API}/usage/pass", json={})
+        assert refused.status_code == 403 and refused.json()["error"] == "denied", (role, project)
+    for body in ({"dry_run": "maybe"}, {"dry": True}):
+        assert (await admin.post(f"{API}/usage/pass", json=body)).status_code == 400, body
 
 
 async def test_quota_rights(admin: httpx.AsyncClient, client_for: ClientFor) -> None:

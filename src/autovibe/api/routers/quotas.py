@@ -47,11 +47,12 @@ class QuotaRead(BaseModel):
 
 
 class ProjectQuotaRead(BaseModel):
-    """A project's standing: its level (its worst quota's) and each quota."""
+    """A project's standing at ``at`` (the target's clock): its level (its worst quota's) and each quota."""
 
     project: str
     level: Level
     quotas: list[QuotaRead]
+    at: datetime = Field(description="When the standing was computed, on the target's clock (UTC)")
 
 
 class QuotaSet(BaseModel):
@@ -93,15 +94,20 @@ class EnforceRequest(BaseModel):
     dry_run: bool = False
 
 
-def _read(found: ProjectStatus) -> ProjectQuotaRead:
+def _read(found: ProjectStatus, at: datetime) -> ProjectQuotaRead:
     return ProjectQuotaRead.model_validate(
-        {"project": found.project, "level": found.level, "quotas": [quota_dict(q) for q in found.quotas]}
+        {
+            "project": found.project,
+            "level": found.level,
+            "quotas": [quota_dict(q) for q in found.quotas],
+            "at": at,
+        }
     )
 
 
 def _status(hub: Hub, identity: Identity, project: str | None) -> list[ProjectQuotaRead]:
     now = hub.metered_deps(identity).now()
-    return [_read(found) for found in quotas.status(hub.db, now=now, project=project, identity=identity)]
+    return [_read(found, now) for found in quotas.status(hub.db, now=now, project=project, identity=identity)]
 
 
 @router.get("/quotas", response_model=list[ProjectQuotaRead])

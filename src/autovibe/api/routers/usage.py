@@ -1,6 +1,7 @@
 """Usage: what projects (or their machines) consumed over a window, from the hourly usage rows the hub's
-usage pass records (the same figures as ``autovibe usage --json``). Time is the target's: the embedded
-simulator's own clock, or the wall clock for a real PVE."""
+usage pass records (the same figures as ``autovibe usage --json``), and one usage pass on demand (a job,
+what ``autovibe quota enforce`` runs). Time is the target's: the embedded simulator's own clock, or the
+wall clock for a real PVE."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
-from autovibe.api.deps import Caller, HubDep
+from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, HubDep, submit
 from autovibe.errors import AutovibeInvalid
 from autovibe.machines.models import parse_ttl
 from autovibe.usage import service
@@ -101,3 +103,23 @@ def usage_report(
     start = window_start(since, period, now)
     rows = service.report(deps.db, since=start, until=now, project=project, by=by, identity=identity)
     return UsageReport(since=start, until=now, by=by, rows=rows)
+
+
+class UsagePassRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = False
+
+
+@router.post("/pass", status_code=202, responses=ACCEPTED_RESPONSE)
+async def usage_pass(hub: HubDep, identity: Caller, body: UsagePassRequest) -> JSONResponse:
+    """One usage pass now, as the hub's scheduler runs it (global admins only), as a job: sample every
+    machine, check limits (violations are recorded and alerted), stop idle machines, then enforce every
+    project's quotas (level changes are alerted; at ``emergency`` non-critical machines are stopped). With
+    ``dry_run`` the samples are still recorded, and nothing else is: no violations, alerts or stops. The
+    job's result is the pass's report: ``at``, ``sampled``, ``violations``, ``idle_stopped`` and each
+    project's ``enforcement`` action."""
+    return submit(
+        hub, identity, "usage.pass", {"dry_run": body.dry_run}, action="quota.enforce",
+        target="usage pass of every project", project=None,
+    )  # fmt: skip

@@ -119,7 +119,12 @@ def set_(
             return service.set_limits(deps, ref, **values)
 
     try:
-        read = run(apply())
+        if settings.hub_url:
+            from autovibe.cli import remote_usage
+
+            read = remote_usage.set_limits(settings, ref, values)
+        else:
+            read = run(apply())
     except LimitsInvalid as exc:
         raise refuse(exc, FLAGS) from None
     _emit(read, json_envelope(settings) if json_output else None)
@@ -139,6 +144,11 @@ def show(ctx: typer.Context, ref: RefArg, json_output: JsonFlag = False) -> None
         async with open_machines(settings) as deps:
             return service.show(deps, ref)
 
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
+
+        _emit(remote_usage.show_limits(settings, ref), json_envelope(settings) if json_output else None)
+        return
     _emit(run(read()), json_envelope(settings) if json_output else None)
 
 

@@ -1,4 +1,5 @@
-"""``autovibe metrics``: the Prometheus exposition, as the hub will serve it at ``/metrics``.
+"""``autovibe metrics``: the Prometheus exposition, as the hub serves it at ``/metrics`` (with ``--hub``:
+the hub's own, with its API, job and PVE request metrics).
 
 Per-project usage and quota gauges and enforcement levels come from the store; machine counts by state
 from one cluster read; operations by kind and outcome from the journal; the PVE request latency
@@ -29,6 +30,11 @@ def metrics(
 ) -> None:
     """Print the Prometheus text exposition (format 0.0.4) of autovibe's metrics."""
     settings = load_cli_settings(ctx)
+    if settings.hub_url:  # the hub's own /metrics (its token needs a global role)
+        from autovibe.cli import remote_usage
+
+        render.raw(remote_usage.metrics_text(settings, include_process=process))
+        return
     render.raw(run(_exposition(settings, include_process=process)).decode())
 
 

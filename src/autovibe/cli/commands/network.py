@@ -37,7 +37,12 @@ def profiles_(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     from autovibe.composition import network_context
 
     settings = load_cli_settings(ctx)
-    found = network_context(settings).profiles
+    if settings.hub_url:  # the hub's profiles (its seeds and its configuration's)
+        from autovibe.cli import remote_usage
+
+        found = remote_usage.network_profiles(settings)
+    else:
+        found = network_context(settings).profiles
     if json_output:
         render.emit_json(
             {**json_envelope(settings), "profiles": [p.model_dump(mode="json") for p in found.values()]}
@@ -85,7 +90,12 @@ def apply(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    report = run(_apply(settings, machine, profile, approval))
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
+
+        report = remote_usage.apply_profile(settings, machine, profile, approval)
+    else:
+        report = run(_apply(settings, machine, profile, approval))
     if json_output:
         render.emit_json({**json_envelope(settings), **_applied(report)})
         return
@@ -132,7 +142,12 @@ def check(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    reports, fixed = run(_check(settings, machine, project, fix=fix))
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
+
+        reports, fixed = remote_usage.check_network(settings, machine, project, fix=fix)
+    else:
+        reports, fixed = run(_check(settings, machine, project, fix=fix))
     if json_output:
         render.emit_json(
             {
@@ -202,7 +217,12 @@ def refresh(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Re-resolve the host names of the profiles in use and update their IP sets (new addresses are
     added before old ones are removed; a name that does not resolve keeps its old addresses)."""
     settings = load_cli_settings(ctx)
-    report = run(_refresh(settings))
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
+
+        report = remote_usage.refresh_network(settings)
+    else:
+        report = run(_refresh(settings))
     if json_output:
         render.emit_json(
             {**json_envelope(settings), "changes": list(report.changes), "failures": list(report.failures)}

@@ -103,14 +103,19 @@ def set_(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    now = run(target_time(settings))
-    with store(settings) as db:
-        who, guard = identity(settings, db), gate(settings, db)
-        for metric, value in figures.items():
-            quotas.set_quota(
-                db, project, metric, value, period, identity=who, security=guard, approval=approval
-            )
-        [status] = quotas.status(db, now=now, project=project)
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
+
+        status = remote_usage.set_quota(settings, project, figures, period, approval)
+    else:
+        now = run(target_time(settings))
+        with store(settings) as db:
+            who, guard = identity(settings, db), gate(settings, db)
+            for metric, value in figures.items():
+                quotas.set_quota(
+                    db, project, metric, value, period, identity=who, security=guard, approval=approval
+                )
+            [status] = quotas.status(db, now=now, project=project)
     if json_output:
         render.emit_json({**json_envelope(settings), "project": status_dict(status)})
         return
@@ -130,13 +135,20 @@ def show(
     from autovibe.usage import quotas
 
     settings = load_cli_settings(ctx)
-    now = run(target_time(settings))
-    if not json_output:
-        render.header(describe_target(settings))
-    from autovibe.composition import identity
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
 
-    with store(settings) as db:
-        found = quotas.status(db, now=now, project=project, identity=identity(settings, db))
+        now, found = remote_usage.quota_status(settings, project)
+        if not json_output:
+            render.header(describe_target(settings))
+    else:
+        now = run(target_time(settings))
+        if not json_output:
+            render.header(describe_target(settings))
+        from autovibe.composition import identity
+
+        with store(settings) as db:
+            found = quotas.status(db, now=now, project=project, identity=identity(settings, db))
     if json_output:
         render.emit_json({**json_envelope(settings), "at": now, "projects": [status_dict(s) for s in found]})
         return
@@ -219,8 +231,13 @@ def unset(
     chosen = metric_name(metric) if metric is not None else None
     settings = load_cli_settings(ctx)
     render.header(describe_target(settings))
-    with store(settings) as db:
-        removed = quotas.unset_quota(db, project, chosen)
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
+
+        removed = remote_usage.unset_quota(settings, project, chosen)
+    else:
+        with store(settings) as db:
+            removed = quotas.unset_quota(db, project, chosen)
     what = f"{quotas.METRICS[chosen]} quota" if chosen else "quotas"
     render.line(
         f"removed {removed} quota(s) of project '{project}'"
@@ -245,7 +262,12 @@ def enforce(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    report = run(usage_pass(settings, dry_run=dry_run))
+    if settings.hub_url:  # a hub job: POST /usage/pass (global admins)
+        from autovibe.cli import remote_usage
+
+        report = remote_usage.usage_pass(settings, dry_run=dry_run)
+    else:
+        report = run(usage_pass(settings, dry_run=dry_run))
     if json_output:
         render.emit_json({**json_envelope(settings), "usage": report.model_dump(mode="json")})
         return

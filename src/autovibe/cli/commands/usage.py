@@ -52,17 +52,24 @@ def usage(
     if by not in ("project", "machine"):
         raise BadInput(f"--by: '{by}' is not 'project' or 'machine'")
     settings = load_cli_settings(ctx)
-    now = run(target_time(settings))
-    start = parse_since(since, now)
-    if not json_output:
-        render.header(describe_target(settings))
-    from autovibe.composition import identity
+    if settings.hub_url:
+        from autovibe.cli import remote_usage
 
-    with store(settings) as db:
-        rows = service.report(
-            db, since=start, until=now, project=project, by=cast(Literal["project", "machine"], by),
-            identity=identity(settings, db),
-        )  # fmt: skip
+        start, now, rows = remote_usage.usage_report(settings, project=project, since=since, by=by)
+        if not json_output:
+            render.header(describe_target(settings))
+    else:
+        now = run(target_time(settings))
+        start = parse_since(since, now)
+        if not json_output:
+            render.header(describe_target(settings))
+        from autovibe.composition import identity
+
+        with store(settings) as db:
+            rows = service.report(
+                db, since=start, until=now, project=project, by=cast(Literal["project", "machine"], by),
+                identity=identity(settings, db),
+            )  # fmt: skip
     if json_output:
         render.emit_json(
             {
