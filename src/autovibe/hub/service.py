@@ -72,6 +72,7 @@ class Hub:
         self.last_tick_outcome: TickOutcome | None = None
         self._running: set[str] = set()
         self._wake = asyncio.Event()
+        self._passed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---- life ------------------------------------------------------------------------------------
@@ -176,7 +177,15 @@ class Hub:
         self.last_tick, self.last_tick_outcome = datetime.now(UTC), outcome
         if outcome.usage_error:
             _log.warning("hub.usage_pass_failed", error=outcome.usage_error)
+        self._passed.set()  # wake whoever waits for this pass, then arm the next one
+        self._passed = asyncio.Event()
         return outcome
+
+    async def next_pass(self) -> TickOutcome:
+        """Wait for the leader's next scheduler pass to end (tests and tools; this replica must lead)."""
+        await self._passed.wait()
+        assert self.last_tick_outcome is not None
+        return self.last_tick_outcome
 
     async def recover_dead_replicas(self) -> list[str]:
         """Fail the jobs of replicas whose heartbeat stopped and resume (undo or finish) their journaled
