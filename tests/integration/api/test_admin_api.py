@@ -6,6 +6,8 @@ import json
 
 import httpx
 
+from autovibe.hub.service import Hub
+from autovibe.store.tables import Approval
 from tests.integration.api.conftest import API, ClientFor, follow, run_job
 
 
@@ -207,3 +209,36 @@ async def test_an_approval_lets_a_held_delete_run_and_the_requester_cannot_appro
     used = (await operator.get(f"{API}/approvals/{approval_id}")).json()
     assert used["status"] == "used"
     assert (await admin.post(f"{API}/approvals/00000000/approve")).status_code == 404
+
+
+async def test_approvals_are_found_by_any_unique_prefix(hub: Hub, admin: httpx.AsyncClient) -> None:
+    """The CLI prints 8 characters of an id and takes any unique prefix, as on the hub host."""
+    ids = (
+        "abc10000-0000-4000-8000-000000000000",
+        "abc20000-0000-4000-8000-000000000000",
+        "f0000000-0000-4000-8000-000000000000",
+    )
+    with hub.db.session() as session:
+        for approval_id in ids:
+            session.add(
+                Approval(
+                    id=approval_id, action="machine.delete", target="machine x", project=None,
+                    params={"params": {}}, risk=60, reasons={"reasons": ["deletes a machine"]},
+                    requested_by="someone-else", status="pending",
+                )
+            )  # fmt: skip
+    ambiguous = await admin.post(f"{API}/approvals/abc/reject")
+    assert ambiguous.status_code == 404, ambiguous.text
+    assert ambiguous.json()["message"] == "'abc' matches 2 requests"  # the gate's own words
+    rejected = await admin.post(f"{API}/approvals/abc2/reject")
+    assert rejected.status_code == 200 and rejected.json()["id"] == ids[1]
+    assert rejected.json()["status"] == "rejected"
+    one = await admin.get(f"{API}/approvals/f")  # one character is a prefix too
+    assert one.status_code == 200 and one.json()["id"] == ids[2]
+    assert (await admin.get(f"{API}/approvals/ABC1")).status_code == 400  # ids are lowercase hex
+
+
+async def test_the_audit_list_takes_the_clis_largest_limit(admin: httpx.AsyncClient) -> None:
+    assert (await admin.get(f"{API}/audit", params={"limit": 100_000})).status_code == 200
+    too_many = await admin.get(f"{API}/audit", params={"limit": 100_001})
+    assert too_many.status_code == 400 and "limit" in too_many.json()["details"]["fields"]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from autovibe.api.deps import Caller, HubDep
 from autovibe.hub.service import Hub
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/approvals", tags=["approvals"])
 
 ApprovalId = Annotated[
     str,
-    Path(min_length=4, max_length=36, pattern=r"^[0-9a-f-]+$", description="An id or a unique prefix"),
+    Path(min_length=1, max_length=36, pattern=r"^[0-9a-f-]+$", description="An id or a unique prefix"),
 ]
 
 
@@ -73,15 +73,18 @@ def _visible(identity: Identity, row: Approval) -> bool:
 
 
 def _find(hub: Hub, identity: Identity, approval_id: str) -> Approval:
+    matching = Approval.id.startswith(approval_id)
     with hub.db.session() as session:
-        rows = list(session.scalars(select(Approval).where(Approval.id.startswith(approval_id)).limit(2)))
+        rows = list(session.scalars(select(Approval).where(matching).limit(2)))
         for row in rows:
             session.expunge(row)
+        many = len(rows) > 1 and session.scalar(select(func.count()).select_from(Approval).where(matching))
     exact = [row for row in rows if row.id == approval_id]
     if exact:
         rows = exact
     if len(rows) != 1 or not _visible(identity, rows[0]):
-        message = f"'{approval_id}' matches several requests" if len(rows) > 1 else None
+        # The same words as the gate's (and the CLI's on the hub host).
+        message = f"'{approval_id}' matches {many} requests" if len(rows) > 1 else None
         raise ApprovalNotFound(message or f"no approval request '{approval_id}'")
     return rows[0]
 

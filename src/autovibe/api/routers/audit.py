@@ -34,7 +34,7 @@ _ANCHOR = re.compile(r"(\d{1,18}):([0-9a-fA-F]{64})")
 def list_entries(
     hub: HubDep,
     identity: Caller,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many, newest first")] = 100,
+    limit: Annotated[int, Query(ge=1, le=100_000, description="At most this many, newest first")] = 100,
     after: Annotated[AwareDatetime | None, Query(description="Only entries at or after this time")] = None,
     actor: Annotated[str | None, Query(max_length=128, pattern=_NAME)] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=_NAME, examples=["machine.create"])] = None,

@@ -3,7 +3,7 @@
 High-risk actions are held by the gate as pending approval requests. Another identity with the role
 for the action approves one (the two-person rule: not the requester); then the requester retries the
 same command with ``--approval ID``. Act as a user with ``AUTOVIBE_TOKEN=avt_...``; without a token the
-CLI acts as the local admin.
+CLI acts as the local admin. With ``--hub URL`` the hub decides, as the token's user.
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ def list_(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     from autovibe.composition import gate, store
 
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        pending = gate(settings, db).pending()
+    if settings.hub_url:
+        from autovibe.cli import remote_admin
+
+        pending = remote_admin.pending_approvals(settings)
+    else:
+        with store(settings) as db:
+            pending = gate(settings, db).pending()
     if json_output:
         render.emit_json(
             {
@@ -81,8 +86,13 @@ def _decide(ctx: typer.Context, approval_id: str, *, approve: bool) -> None:
     from autovibe.composition import gate, identity, store
 
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        row = gate(settings, db).decide(identity(settings, db), approval_id, approve=approve)
+    if settings.hub_url:
+        from autovibe.cli import remote_admin
+
+        row = remote_admin.decide_approval(settings, approval_id, approve=approve)
+    else:
+        with store(settings) as db:
+            row = gate(settings, db).decide(identity(settings, db), approval_id, approve=approve)
     verb = "approved" if approve else "rejected"
     render.line(f"{verb} {row.id[:8]}: {row.action} on {row.target} (requested by {row.requested_by})")
     if approve:

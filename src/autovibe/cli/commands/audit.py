@@ -23,6 +23,7 @@ from autovibe.cli.commands.project import BadInput, JsonFlag
 
 if TYPE_CHECKING:
     from autovibe.security.audit import AuditRecord, VerifyResult
+    from autovibe.settings import Settings
 
 app = typer.Typer(rich_markup_mode=None, invoke_without_command=True, add_completion=False)
 
@@ -58,10 +59,17 @@ def list_(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    with store(settings) as db:
-        records = audit_log.list_entries(
-            db, since=start, actor=actor, action=action, project=project, limit=limit
+    if settings.hub_url:
+        from autovibe.cli import remote_admin
+
+        records = remote_admin.audit_entries(
+            settings, since=start, actor=actor, action=action, project=project, limit=limit
         )
+    else:
+        with store(settings) as db:
+            records = audit_log.list_entries(
+                db, since=start, actor=actor, action=action, project=project, limit=limit
+            )
     if json_output:
         render.emit_json({**json_envelope(settings), "entries": [_dict(r) for r in records]})
         return
@@ -115,8 +123,13 @@ def show(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    with store(settings) as db:
-        record = audit_log.get(db, entry_id)
+    if settings.hub_url:
+        from autovibe.cli import remote_admin
+
+        record = remote_admin.audit_entry(settings, entry_id)
+    else:
+        with store(settings) as db:
+            record = audit_log.get(db, entry_id)
     if json_output:
         render.emit_json({**json_envelope(settings), "entry": _dict(record)})
         return
@@ -155,14 +168,33 @@ def export(
     from autovibe.security import audit as audit_log
 
     settings = load_cli_settings(ctx)
-    with store(settings) as db:
-        if output is None:
-            audit_log.export_jsonl(db, _Stdout())
-            return
+    if settings.hub_url:
+        from autovibe.cli import remote_admin
+
+        count = _export_remote(remote_admin.audit_export(settings), settings, output)
+    else:
+        with store(settings) as db:
+            if output is None:
+                audit_log.export_jsonl(db, _Stdout())
+                return
+            render.header(describe_target(settings))
+            with output.open("w", encoding="utf-8") as stream:
+                count = audit_log.export_jsonl(db, stream)
+    if output is not None:
+        render.line(f"exported {count} audit entries to {output}")
+
+
+def _export_remote(text: str, settings: Settings, output: Path | None) -> int:
+    """Write the hub's export (JSON Lines) where the local export writes it; returns how many entries."""
+    from autovibe.composition import describe_target
+
+    if output is None:
+        _Stdout().write(text)
+    else:
         render.header(describe_target(settings))
         with output.open("w", encoding="utf-8") as stream:
-            count = audit_log.export_jsonl(db, stream)
-    render.line(f"exported {count} audit entries to {output}")
+            stream.write(text)
+    return text.count("\n")
 
 
 class _Stdout:
@@ -194,8 +226,13 @@ def verify(
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    with store(settings) as db:
-        result = audit_log.verify(db, key=audit_key(settings), anchor=expected)
+    if settings.hub_url:
+        from autovibe.cli import remote_admin
+
+        result = remote_admin.audit_verify(settings, expected)
+    else:
+        with store(settings) as db:
+            result = audit_log.verify(db, key=audit_key(settings), anchor=expected)
     if json_output:
         render.emit_json({**json_envelope(settings), **_verdict(result)})
     elif result.ok and result.head_id is not None:

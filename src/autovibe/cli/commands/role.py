@@ -12,11 +12,10 @@ from typing import Annotated
 
 import typer
 
-from autovibe.cli import render
+from autovibe.cli import remote_admin, render
 from autovibe.cli.commands import json_envelope, show_help_without_subcommand
 from autovibe.cli.commands.project import JsonFlag
-from autovibe.cli.commands.user import open_store
-from autovibe.composition import admin_action
+from autovibe.cli.commands.user import admin_store, target_settings
 
 app = typer.Typer(rich_markup_mode=None, invoke_without_command=True, add_completion=False)
 
@@ -40,18 +39,18 @@ def bind(ctx: typer.Context, user: UserArg, role: RoleArg, project: ProjectOpt =
     """Give USER the ROLE, in one project or globally (binding it again changes nothing)."""
     from autovibe.security import identity
 
-    with (
-        open_store(ctx, json_output=False) as (settings, db),
-        admin_action(
+    settings = target_settings(ctx, json_output=False)
+    if settings.hub_url:
+        bound = remote_admin.bind_role(settings, user, role, project)
+    else:
+        with admin_store(
             settings,
-            db,
             "role.bind",
             f"user {user}",
             params={"role": role, "project": project},
             details={"role": role},
-        ),
-    ):
-        bound = identity.bind(db, user, role, project)
+        ) as db:
+            bound = identity.bind(db, user, role, project)
     render.line(f"user '{bound.user}' is {bound.role} {_where(bound.project)}")
 
 
@@ -60,11 +59,13 @@ def unbind(ctx: typer.Context, user: UserArg, role: RoleArg, project: ProjectOpt
     """Take ROLE away from USER (in that project, or the global binding)."""
     from autovibe.security import identity
 
-    with (
-        open_store(ctx, json_output=False) as (settings, db),
-        admin_action(settings, db, "role.unbind", f"user {user}", params={"role": role, "project": project}),
-    ):
-        gone = identity.unbind(db, user, role, project)
+    settings = target_settings(ctx, json_output=False)
+    if settings.hub_url:
+        gone = remote_admin.unbind_role(settings, user, role, project)
+    else:
+        params = {"role": role, "project": project}
+        with admin_store(settings, "role.unbind", f"user {user}", params=params) as db:
+            gone = identity.unbind(db, user, role, project)
     render.line(f"user '{gone.user}' is no longer {gone.role} {_where(gone.project)}")
 
 
@@ -75,10 +76,15 @@ def list_(
     json_output: JsonFlag = False,
 ) -> None:
     """Every role binding (or one user's)."""
+    from autovibe.composition import store
     from autovibe.security import identity
 
-    with open_store(ctx, json_output=json_output) as (settings, db):
-        found = identity.bindings_of(db, user)
+    settings = target_settings(ctx, json_output=json_output)
+    if settings.hub_url:
+        found = remote_admin.role_bindings(settings, user)
+    else:
+        with store(settings) as db:
+            found = identity.bindings_of(db, user)
     if json_output:
         render.emit_json({**json_envelope(settings), "bindings": [asdict(b) for b in found]})
         return

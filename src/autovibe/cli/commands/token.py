@@ -2,7 +2,8 @@
 
 A token is shown once, when created; the store keeps only a keyed hash of it (see
 :mod:`autovibe.security.identity`). The key lives apart from the store, in ``token.key`` in the XDG
-config dir (``~/.config/autovibe/token.key``, mode 0600), and is made on first use.
+config dir (``~/.config/autovibe/token.key``, mode 0600), and is made on first use. With ``--hub URL``
+the hub makes the token with its own key, and the secret comes back once, in the answer.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from autovibe.cli import render
+from autovibe.cli import remote_admin, render
 from autovibe.cli.commands import json_envelope, show_help_without_subcommand
 from autovibe.cli.commands.project import BadInput, JsonFlag
-from autovibe.cli.commands.user import open_store
-from autovibe.composition import admin_action
+from autovibe.cli.commands.user import admin_store, target_settings
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -59,12 +59,13 @@ def create(
     from autovibe.security.identity import create_token, server_key_from
 
     lifetime = _ttl(ttl)
-    with (
-        open_store(ctx, json_output=json_output) as (settings, db),
-        admin_action(settings, db, "token.create", f"token for user {user}"),
-    ):
-        key = server_key_from(token_key_path(settings))
-        read, secret = create_token(db, user, description=description, ttl=lifetime, key=key)
+    settings = target_settings(ctx, json_output=json_output)
+    if settings.hub_url:
+        read, secret = remote_admin.create_token(settings, user, description=description, ttl=lifetime)
+    else:
+        with admin_store(settings, "token.create", f"token for user {user}") as db:
+            key = server_key_from(token_key_path(settings))
+            read, secret = create_token(db, user, description=description, ttl=lifetime, key=key)
     warning = "this is the only time the token is shown: store it now, it cannot be shown again"
     if json_output:
         render.emit_json({**json_envelope(settings), "token": _token_dict(read), "secret": secret})
@@ -83,10 +84,15 @@ def list_(
     json_output: JsonFlag = False,
 ) -> None:
     """Every token (never its secret): owner, state, expiry, last use."""
+    from autovibe.composition import store
     from autovibe.security.identity import list_tokens
 
-    with open_store(ctx, json_output=json_output) as (settings, db):
-        tokens = list_tokens(db, user)
+    settings = target_settings(ctx, json_output=json_output)
+    if settings.hub_url:
+        tokens = remote_admin.list_tokens(settings, user)
+    else:
+        with store(settings) as db:
+            tokens = list_tokens(db, user)
     if json_output:
         render.emit_json({**json_envelope(settings), "tokens": [_token_dict(t) for t in tokens]})
         return
@@ -120,11 +126,12 @@ def revoke(
     """Revoke a token for good (it stops authenticating at once)."""
     from autovibe.security.identity import revoke_token
 
-    with (
-        open_store(ctx, json_output=False) as (settings, db),
-        admin_action(settings, db, "token.revoke", f"token {token_id}"),
-    ):
-        read = revoke_token(db, token_id)
+    settings = target_settings(ctx, json_output=False)
+    if settings.hub_url:
+        read = remote_admin.revoke_token(settings, token_id)
+    else:
+        with admin_store(settings, "token.revoke", f"token {token_id}") as db:
+            read = revoke_token(db, token_id)
     render.line(f"revoked token {read.token_id} of user '{read.user}'")
 
 

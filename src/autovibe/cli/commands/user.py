@@ -1,7 +1,8 @@
 """``autovibe user ...``: the hub's users (add, list, disable, enable).
 
 A user acts through API tokens (``autovibe token``) with the roles bound to it (``autovibe role``);
-local CLI use needs no user: it acts as the built-in local admin.
+local CLI use needs no user: it acts as the built-in local admin. With ``--hub URL`` the hub does the
+work, as the user of ``AUTOVIBE_TOKEN``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autovibe.cli import render
+from autovibe.cli import remote_admin, render
 from autovibe.cli.commands import json_envelope, load_cli_settings, show_help_without_subcommand
 from autovibe.cli.commands.project import JsonFlag
 from autovibe.composition import admin_action
@@ -33,16 +34,24 @@ def user(ctx: typer.Context) -> None:
     show_help_without_subcommand(ctx)
 
 
-@contextmanager
-def open_store(ctx: typer.Context, *, json_output: bool) -> Iterator[tuple[Settings, Database]]:
-    """The command's settings and store (disposed of afterwards), with the target header for humans."""
-    from autovibe.composition import describe_target, store
+def target_settings(ctx: typer.Context, *, json_output: bool) -> Settings:
+    """The command's settings, with the target header (the hub's URL with ``--hub``) for humans."""
+    from autovibe.composition import describe_target
 
     settings = load_cli_settings(ctx)
     if not json_output:
         render.header(describe_target(settings))
-    with store(settings) as db:
-        yield settings, db
+    return settings
+
+
+@contextmanager
+def admin_store(settings: Settings, action: str, target: str, **gate: Any) -> Iterator[Database]:
+    """The local store, inside the gate for an administrative action of this invocation's identity
+    (``gate`` takes ``admin_action``'s keywords: ``params``, ``details``)."""
+    from autovibe.composition import store
+
+    with store(settings) as db, admin_action(settings, db, action, target, **gate):
+        yield db
 
 
 @app.command()
@@ -55,21 +64,27 @@ def add(
     from autovibe.security import identity
 
     identity.check_name(name)
-    with (
-        open_store(ctx, json_output=False) as (settings, db),
-        admin_action(settings, db, "user.add", f"user {name}"),
-    ):
-        added = identity.add_user(db, name, display_name)
+    settings = target_settings(ctx, json_output=False)
+    if settings.hub_url:
+        added = remote_admin.add_user(settings, name, display_name)
+    else:
+        with admin_store(settings, "user.add", f"user {name}") as db:
+            added = identity.add_user(db, name, display_name)
     render.line(f"added user '{added.name}' (no roles yet: autovibe role bind {added.name} ROLE)")
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Every user, enabled or not."""
+    from autovibe.composition import store
     from autovibe.security import identity
 
-    with open_store(ctx, json_output=json_output) as (settings, db):
-        users = identity.list_users(db)
+    settings = target_settings(ctx, json_output=json_output)
+    if settings.hub_url:
+        users = remote_admin.list_users(settings)
+    else:
+        with store(settings) as db:
+            users = identity.list_users(db)
     if json_output:
         render.emit_json({**json_envelope(settings), "users": [asdict(user) for user in users]})
         return
@@ -100,11 +115,12 @@ def disable(ctx: typer.Context, name: NameArg) -> None:
     """Disable a user: its tokens stop working until it is enabled again."""
     from autovibe.security import identity
 
-    with (
-        open_store(ctx, json_output=False) as (settings, db),
-        admin_action(settings, db, "user.disable", f"user {name}"),
-    ):
-        identity.disable_user(db, name)
+    settings = target_settings(ctx, json_output=False)
+    if settings.hub_url:
+        remote_admin.set_user_disabled(settings, name, disabled=True)
+    else:
+        with admin_store(settings, "user.disable", f"user {name}") as db:
+            identity.disable_user(db, name)
     render.line(f"disabled user '{name}': its tokens no longer authenticate")
 
 
@@ -113,9 +129,10 @@ def enable(ctx: typer.Context, name: NameArg) -> None:
     """Enable a disabled user again (its unexpired, unrevoked tokens work again)."""
     from autovibe.security import identity
 
-    with (
-        open_store(ctx, json_output=False) as (settings, db),
-        admin_action(settings, db, "user.enable", f"user {name}"),
-    ):
-        identity.enable_user(db, name)
+    settings = target_settings(ctx, json_output=False)
+    if settings.hub_url:
+        remote_admin.set_user_disabled(settings, name, disabled=False)
+    else:
+        with admin_store(settings, "user.enable", f"user {name}") as db:
+            identity.enable_user(db, name)
     render.line(f"enabled user '{name}'")

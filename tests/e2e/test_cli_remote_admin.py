@@ -1,0 +1,284 @@
+"""Users, tokens, roles, the audit log and approvals through a remote hub (``--hub URL``).
+
+A real ``autovibe serve`` runs on its own data dir, with two global admins (alice, bob) provisioned by
+the CLI on the hub host. Every command under test runs from an EMPTY home with only ``--hub`` and
+``AUTOVIBE_TOKEN``; where it matters the output is compared with the same command run locally on the hub
+host (the same lines but the target header, the same exit code and error line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _home_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "xdg-config"),
+        XDG_DATA_HOME=str(home / "xdg-data"),
+        XDG_CACHE_HOME=str(home / "xdg-cache"),
+        XDG_STATE_HOME=str(home / "xdg-state"),
+    )
+    return env
+
+
+def _hub_env(tmp: Path) -> dict[str, str]:
+    return {
+        **_home_env(tmp),
+        "AUTOVIBE_DATA_DIR": str(tmp / "hubdata"),
+        "AUTOVIBE_SIM_STATE_PATH": str(tmp / "sim.json"),
+        "AUTOVIBE_SIM_SPEED": "500",
+        "AUTOVIBE_TOKEN_KEY_FILE": str(tmp / "token.key"),
+        "AUTOVIBE_HUB__JOB_POLL_S": "0.05",
+        "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05",
+        "AUTOVIBE_HUB__RATE_PER_S": "100000",
+        "AUTOVIBE_HUB__RATE_BURST": "100000",
+    }
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autovibe", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
+def _ok(env: dict[str, str], *args: str) -> str:
+    done = _run(env, *args)
+    assert done.returncode == 0, f"autovibe {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class Hub:
+    """A live hub, the environment of its host (local CLI on its store) and the admins' tokens."""
+
+    url: str
+    host_env: dict[str, str]
+    tokens: dict[str, str]
+    client_home: Path
+    log: list[str]
+
+    def run(self, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``autovibe --hub URL ARGS`` from the empty client home as ``token`` (a user or a secret)."""
+        env = _home_env(self.client_home)
+        env["AUTOVIBE_TOKEN"] = self.tokens.get(token, token)
+        return _run(env, "--hub", self.url, *args)
+
+    def ok(self, token: str, *args: str) -> str:
+        done = self.run(token, *args)
+        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}\nhub log:\n{''.join(self.log)}"
+        return done.stdout
+
+    def json(self, token: str, *args: str) -> Any:
+        return json.loads(self.ok(token, *args, "--json"))
+
+    def local(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The same command run on the hub host, against the hub's store (as the local admin)."""
+        return _run(self.host_env, *args)
+
+
+def _provision_admin(env: dict[str, str], name: str, *, add: bool) -> str:
+    if add:
+        _ok(env, "user", "add", name)
+    _ok(env, "role", "bind", name, "admin")
+    return str(json.loads(_ok(env, "token", "create", name, "--json"))["secret"])
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    tmp = tmp_path_factory.mktemp("remote-admin")
+    env = _hub_env(tmp)
+    _ok(env, "user", "add", "alice")  # first: it creates the store the hub then opens
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    drain: threading.Thread | None = None
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:  # provisioned while the hub starts
+            alice = pool.submit(_provision_admin, env, "alice", add=False)
+            bob = pool.submit(_provision_admin, env, "bob", add=True)
+            project = pool.submit(_ok, env, "project", "create", "alpha")
+            assert proc.stdout is not None
+            seen: list[str] = []
+            url = None
+            for line in proc.stdout:  # no sleeps: read until it says where it listens
+                seen.append(line)
+                match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+                if match:
+                    url = match.group(1)
+                    break
+            assert url is not None, "the hub did not start:\n" + "".join(seen)
+            drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
+            drain.start()  # keep reading, so a chatty log never blocks the hub on a full pipe
+            project.result()
+            tokens = {"alice": alice.result(), "bob": bob.result()}
+        client_home = tmp / "client"
+        client_home.mkdir()
+        yield Hub(url=url, host_env=env, tokens=tokens, client_home=client_home, log=seen)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if drain is not None:
+            drain.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _parallel(*calls: tuple[Any, ...]) -> list[Any]:
+    """Run independent CLI invocations at once (each a tuple: function, *args); their results in order."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(*call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def _body(output: str) -> str:
+    """Human output without its first line (the target header, which names the hub or the cluster)."""
+    first, _, rest = output.partition("\n")
+    assert first.startswith("target: "), output
+    return rest
+
+
+def test_identity_administration_through_the_hub(hub: Hub) -> None:
+    added = hub.ok("alice", "user", "add", "carol", "--display-name", "Carol C")
+    assert added.splitlines() == [
+        f"target: hub {hub.url}",
+        "added user 'carol' (no roles yet: autovibe role bind carol ROLE)",
+    ]
+    bound, created = _parallel(
+        (hub.ok, "alice", "role", "bind", "carol", "operator"),
+        (hub.run, "alice", "token", "create", "carol", "--description", "ci", "--ttl", "1d"),
+    )
+    assert bound.splitlines()[1:] == ["user 'carol' is operator globally"]
+    # The secret is printed once on stdout, with the warning on stderr, exactly as locally.
+    assert created.returncode == 0, created.stderr
+    header, made, secret = created.stdout.splitlines()
+    token_id = re.fullmatch(r"created token ([0-9a-f]{12}) for user 'carol' \(expires .* UTC\)", made)
+    assert token_id is not None and header == f"target: hub {hub.url}", created.stdout
+    assert re.fullmatch(rf"avt_{token_id.group(1)}_[A-Za-z0-9_-]{{43}}", secret)
+    assert "this is the only time the token is shown" in created.stderr
+
+    works, refused, users, users_here, roles, tokens, entries, verified, bad_role, bad_token = _parallel(
+        (hub.run, secret, "machine", "list"),
+        (hub.run, secret, "user", "add", "mallory"),
+        (hub.ok, "alice", "user", "list"),
+        (hub.local, "user", "list"),
+        (hub.json, "alice", "role", "list"),
+        (hub.json, "alice", "token", "list", "--user", "carol"),
+        (hub.json, "alice", "audit", "list", "--action", "user.add", "--since", "1h"),
+        (hub.run, "alice", "audit", "verify"),
+        (hub.run, "alice", "role", "bind", "carol", "superuser"),
+        (hub.run, "alice", "token", "revoke", "not-a-token"),
+    )
+    assert works.returncode == 0, works.stderr  # the new token acts remotely
+    assert refused.returncode == 3 and "may not user.add" in refused.stderr, refused.stderr  # an operator
+    # The same table as on the hub host: the rows are the hub's, not a local store's.
+    assert users_here.returncode == 0 and _body(users) == _body(users_here.stdout)
+    assert re.search(r"^carol\s+Carol C\s+enabled\s", users, re.M), users
+    assert {"user": "carol", "role": "operator", "project": None} in roles["bindings"]
+    assert {"user": "bob", "role": "admin", "project": None} in roles["bindings"]
+    assert [(t["token_id"], t["description"], t["state"]) for t in tokens["tokens"]] == [
+        (token_id.group(1), "ci", "active")
+    ]
+    assert tokens["tokens"][0]["expires_at"] is not None and secret not in json.dumps(tokens)
+    adds = [(e["actor"], e["target"], e["outcome"]) for e in entries["entries"]]
+    assert ("alice", "user carol", "succeeded") in adds, adds
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert re.search(r"^audit log intact: \d+ entries, hash chain verified$", verified.stdout, re.M)
+    head = re.search(r"^head (\d+):([0-9a-f]{64}) ", verified.stdout, re.M)
+    assert head is not None, verified.stdout
+    # Names the hub's routes could not take: the local code's exit code and line, not a 400.
+    assert bad_role.returncode == 2, bad_role.stderr
+    assert "unknown role 'superuser'; the roles are viewer, operator, admin, auditor" in bad_role.stderr
+    assert bad_token.returncode == 4 and "no token 'not-a-token'" in bad_token.stderr, bad_token.stderr
+
+    revoked = hub.ok("alice", "token", "revoke", token_id.group(1))
+    assert revoked.splitlines()[1:] == [f"revoked token {token_id.group(1)} of user 'carol'"]
+    gone, unbound, exported, shown, anchored = _parallel(
+        (hub.run, secret, "machine", "list"),
+        (hub.ok, "alice", "role", "unbind", "carol", "operator"),
+        (hub.run, "alice", "audit", "export"),
+        (hub.json, "alice", "audit", "show", head.group(1)),
+        (hub.json, "alice", "audit", "verify", "--anchor", f"{head.group(1)}:{head.group(2)}"),
+    )
+    assert gone.returncode == 3 and "authentication failed" in gone.stderr, gone.stderr
+    assert secret not in gone.stdout + gone.stderr
+    assert unbound.splitlines()[1:] == ["user 'carol' is no longer operator globally"]
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [e["id"] for e in lines] == list(range(1, len(lines) + 1)) and len(lines) > int(head.group(1))
+    assert secret.split("_", 2)[2] not in exported.stdout  # secrets are never audited
+    assert shown["entry"]["hash"] == head.group(2) and shown["target"] == f"hub {hub.url}"
+    assert anchored["ok"] is True and anchored["checked"] >= int(head.group(1))
+
+
+def test_a_held_delete_is_approved_by_another_admin_remotely(hub: Hub) -> None:
+    hub.ok(
+        "alice", "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "vault",
+        "--label", "critical=true",
+    )  # fmt: skip
+
+    def held() -> str:
+        done = hub.run("alice", "machine", "delete", "vault", "--yes")
+        assert done.returncode == 3, done.stdout + done.stderr
+        match = re.search(r"request ([0-9a-f]{8}) is waiting", done.stderr)
+        assert match is not None and "autovibe approve" in done.stderr, done.stderr
+        return match.group(1)
+
+    first = held()
+    pending, own = _parallel((hub.json, "bob", "approval", "list"), (hub.run, "alice", "approve", first))
+    assert [(p["id"][:8], p["action"], p["target"], p["requested_by"]) for p in pending["pending"]] == [
+        (first, "machine.delete", "machine vault", "alice")
+    ]
+    assert "1 machine(s) labelled critical" in pending["pending"][0]["reasons"]
+    # The two-person rule: the requester cannot approve its own request.
+    assert own.returncode == 3 and "cannot approve it too" in own.stderr, own.stderr
+
+    rejected = hub.ok("bob", "approval", "reject", first)
+    assert rejected.splitlines() == [
+        f"rejected {first}: machine.delete on machine vault (requested by alice)"
+    ]
+    second, refused = _parallel(
+        (held,), (hub.run, "alice", "machine", "delete", "vault", "--yes", "--approval", first)
+    )
+    assert second != first
+    assert refused.returncode == 1 and f"approval {first} is rejected" in refused.stderr, refused.stderr
+
+    approved = hub.ok("bob", "approve", second)
+    assert approved.splitlines() == [
+        f"approved {second}: machine.delete on machine vault (requested by alice)",
+        f"the requester now retries the same command with --approval {second}",
+    ]
+    deleted = hub.json("alice", "machine", "delete", "vault", "--yes", "--approval", second)
+    assert deleted["deleted"]["name"] == "vault" and deleted["deleted"]["operation_id"]
