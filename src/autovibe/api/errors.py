@@ -6,6 +6,7 @@ here. Request validation failures are 400 with the offending fields in ``details
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -121,15 +122,37 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=400)
 
 
-async def _http(_request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = {
         400: "invalid", 401: "unauthorized", 403: "denied", 404: "not_found", 405: "invalid",
         409: "conflict", 429: "rate_limited", 503: "unavailable",
     }.get(exc.status_code, "invalid" if exc.status_code < 500 else "internal")  # fmt: skip
     message = str(exc.detail) if exc.detail else kind
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first matching route's methods; a path may have several routes.
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
     body = ErrorBody(error=kind, message=message)
-    return JSONResponse(body.model_dump(mode="json"), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(body.model_dump(mode="json"), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the API documents for the request's path (from the OpenAPI paths, compiled once)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"),
+                {m.upper() for m in ops},
+            )
+            for path, ops in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allowed_methods = table
+    path = request.url.path
+    return sorted({method for regex, methods in table if regex.match(path) for method in methods})
 
 
 def _where(location: Any) -> str:

@@ -242,3 +242,14 @@ async def test_the_audit_list_takes_the_clis_largest_limit(admin: httpx.AsyncCli
     assert (await admin.get(f"{API}/audit", params={"limit": 100_000})).status_code == 200
     too_many = await admin.get(f"{API}/audit", params={"limit": 100_001})
     assert too_many.status_code == 400 and "limit" in too_many.json()["details"]["fields"]
+
+
+async def test_an_admin_cannot_disable_itself(client_for: ClientFor) -> None:
+    admin = await client_for("admin")
+    me = (await admin.get(f"{API}/hub")).status_code
+    assert me == 200
+    users = (await admin.get(f"{API}/users")).json()
+    mine = [u["name"] for u in users if u["name"].startswith("admin-global")]
+    refused = await admin.post(f"{API}/users/{mine[-1]}/disable")
+    assert refused.status_code == 409 and refused.json()["error"] == "conflict"
+    assert (await admin.get(f"{API}/hub")).status_code == 200  # still in

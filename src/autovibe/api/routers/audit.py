@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from autovibe import composition
 from autovibe.api.deps import Caller, HubDep
@@ -28,6 +28,14 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 NDJSON = "application/x-ndjson"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _ANCHOR = re.compile(r"(\d{1,18}):([0-9a-fA-F]{64})")
+_NUMBER = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+
+
+def _iso_time(value: object) -> object:
+    # pydantic would read a bare number as Unix seconds; the schema promises an ISO 8601 date-time.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("give an ISO 8601 time such as 2026-11-22T10:00:00Z, not a number")
+    return value
 
 
 @router.get("", response_model=list[AuditRecord])
@@ -35,7 +43,11 @@ def list_entries(
     hub: HubDep,
     identity: Caller,
     limit: Annotated[int, Query(ge=1, le=100_000, description="At most this many, newest first")] = 100,
-    after: Annotated[AwareDatetime | None, Query(description="Only entries at or after this time")] = None,
+    after: Annotated[
+        AwareDatetime | None,
+        BeforeValidator(_iso_time),
+        Query(description="Only entries at or after this time (ISO 8601 with a zone)"),
+    ] = None,
     actor: Annotated[str | None, Query(max_length=128, pattern=_NAME)] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=_NAME, examples=["machine.create"])] = None,
     project: Annotated[str | None, Query(max_length=64, pattern=_NAME)] = None,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, Deps, HubDep, submit
 from autovibe.checkpoints import service
@@ -60,9 +60,9 @@ class CheckpointCreateRequest(_Body):
     whether the machine runs (a stopped machine has no RAM to save)."""
 
     name: str | None = Field(default=None, min_length=2, max_length=MAX_NAME, pattern=CHECKPOINT_NAME)
-    ram: bool | None = None
+    ram: StrictBool | None = None
     description: Description = ""
-    pin: bool = False
+    pin: StrictBool = False
     approval: ApprovalId = None
 
     @field_validator("name")
@@ -75,8 +75,8 @@ class RestoreRequest(_Body):
     """``start``: start the machine afterwards when the checkpoint has no RAM. ``discard_newer``: on ZFS,
     delete the newer checkpoints first (they are gone for good)."""
 
-    start: bool = False
-    discard_newer: bool = False
+    start: StrictBool = False
+    discard_newer: StrictBool = False
     approval: ApprovalId = None
 
 
@@ -89,7 +89,7 @@ class BranchRequest(_Body):
     node: str | None = Field(
         default=None, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$"
     )
-    start: bool = True
+    start: StrictBool = True
     approval: ApprovalId = None
 
     @field_validator("new_name")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, Deps, HubDep, MachineRef, submit
 from autovibe.machines import service
@@ -29,6 +29,10 @@ class _Body(BaseModel):
 
 class MachineCreateRequest(MachineCreate):
     """A machine, or a fleet of ``count`` machines named ``name-1``..``name-N``, from a profile."""
+
+    # JSON booleans only: the CLI's "yes"/"1" forgiveness has no place in an API body.
+    start: StrictBool = True
+    full_clone: StrictBool | None = None
 
     approval: ApprovalId = None
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, HubDep, submit
 from autovibe.hub.handlers.usage import quota_dict
@@ -91,7 +91,7 @@ class QuotaRemoved(BaseModel):
 class EnforceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 def _read(found: ProjectStatus, at: datetime) -> ProjectQuotaRead:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 from sqlalchemy import select
 
 from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, Deps, HubDep, submit
@@ -64,7 +64,7 @@ class PolicyRules(_Body):
     within_weekly: Within = None
     within_monthly: Within = None
     within_yearly: Within = None
-    protect_branch_points: bool = True
+    protect_branch_points: StrictBool = True
 
     @field_validator(
         "within", "within_hourly", "within_daily", "within_weekly", "within_monthly", "within_yearly"
@@ -107,8 +107,8 @@ class ScheduleRequest(_Body):
     machines when ``ram``, then the retention policy applied when ``prune``."""
 
     every: Ttl
-    ram: bool = True
-    prune: bool = True
+    ram: StrictBool = True
+    prune: StrictBool = True
 
 
 class ScheduleRemoved(BaseModel):
@@ -124,7 +124,7 @@ class PruneRequest(_Body):
 
     project: str | None = Field(default=None, min_length=1, max_length=63, pattern=SLUG)
     machine: str | None = Field(default=None, min_length=1, max_length=63, pattern=MACHINE_REF)
-    dry_run: bool = False
+    dry_run: StrictBool = False
     lock_wait_s: float = Field(default=60.0, ge=0, le=3600)
     rules: PolicyRules | None = None
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from autovibe.api.deps import ACCEPTED_RESPONSE, Caller, HubDep, submit
 from autovibe.errors import AutovibeInvalid
@@ -108,7 +108,7 @@ def usage_report(
 class UsagePassRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 @router.post("/pass", status_code=202, responses=ACCEPTED_RESPONSE)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from autovibe.api.deps import Caller, HubDep
+from autovibe.errors import AutovibeConflict
 from autovibe.security import identity as identities
 from autovibe.security.risk import Subject
 
@@ -62,7 +63,12 @@ def add_user(hub: HubDep, identity: Caller, body: UserCreate) -> UserOut:
 
 @router.post("/{name}/disable", response_model=UserOut)
 def disable_user(hub: HubDep, identity: Caller, name: UserName) -> UserOut:
-    """Disable a user: its tokens stop authenticating (401) until it is enabled again."""
+    """Disable a user: its tokens stop authenticating (401) until it is enabled again. Not yourself:
+    that would lock the caller out mid-session (409)."""
+    if name == identity.name:
+        raise AutovibeConflict(
+            f"user '{name}' may not disable itself", hint="another admin can disable this user"
+        )
     with hub.base_deps.security.guard_sync(
         identity, "user.disable", target=f"user {name}", subject=Subject("user.disable")
     ):
