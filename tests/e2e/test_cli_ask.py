@@ -16,14 +16,19 @@ def test_plan_ask_injection_and_codegen(tmp_path: Any) -> None:
     cli = Cli(tmp_path, speed="1000")
     cli.ok("project", "create", "alpha")
 
-    planned = cli.json("plan", "spin up three claude code boxes for alpha and checkpoint them")
+    # Planning and the refused ask change nothing, so they run side by side.
+    planned_run, vague_run, unattended = cli.run_together(
+        ("plan", "spin up three claude code boxes for alpha and checkpoint them", "--json"),
+        ("plan", "make it bigger", "--json"),
+        ("ask", "create two claude code machines for alpha"),  # no terminal, no --yes
+    )
+    planned = cli.parsed(planned_run)
     assert [a["kind"] for a in planned["actions"]] == ["machine.create", "checkpoint.create"]
     assert planned["actions"][0]["count"] == 3 and planned["clarification"] is None
     assert (planned["risk"], planned["needs_approval"]) == ("low", False)
-    vague = cli.json("plan", "make it bigger")
+    vague = cli.parsed(vague_run)
     assert vague["actions"] == [] and vague["clarification"]
 
-    unattended = cli.run("ask", "create two claude code machines for alpha")  # no terminal, no --yes
     assert unattended.returncode == 2 and "--yes" in unattended.stderr
     ran = cli.run("ask", "spin up three claude code boxes for alpha and checkpoint them", "--yes")
     assert ran.returncode == 0, ran.stdout + ran.stderr

@@ -81,14 +81,11 @@ def test_deploy_check_fix_user_rules_and_refresh(tmp_path: Any) -> None:
     assert members == {"192.0.2.21"}
 
 
-@pytest.mark.parametrize(
-    ("profile", "why"),
-    [({"bridge": "vmbr1", "allow": ["10.0.0.0/33"]}, "not an IP address or CIDR"),
-     ({"bridge": "vmbr1", "allow": ["api.example.com:70000"]}, "1-65535"),
-     ({"bridge": "vmbr9"}, "node pve1 does not have")],
-)  # fmt: skip
-def test_bad_profiles_are_refused_before_any_change(tmp_path: Any, profile: dict[str, Any], why: str) -> None:
-    cli = Cli(tmp_path, speed="1000")
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, int]:
+    """One HOME with project alpha and machine ``agent`` on pve1, shared by the refusals (none of which
+    may change it: each checks that its refusal left the VM's firewall rules as they were)."""
+    cli = Cli(tmp_path_factory.mktemp("bad-profiles"), speed="1000")
     cli.ok("project", "create", "alpha")
     cli.ok(
         "machine",
@@ -102,7 +99,19 @@ def test_bad_profiles_are_refused_before_any_change(tmp_path: Any, profile: dict
         "--node",
         "pve1",
     )
-    vmid = cli.machines()["agent"]["vmid"]
+    return cli, cli.machines()["agent"]["vmid"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "why"),
+    [({"bridge": "vmbr1", "allow": ["10.0.0.0/33"]}, "not an IP address or CIDR"),
+     ({"bridge": "vmbr1", "allow": ["api.example.com:70000"]}, "1-65535"),
+     ({"bridge": "vmbr9"}, "node pve1 does not have")],
+)  # fmt: skip
+def test_bad_profiles_are_refused_before_any_change(
+    deployed: tuple[Cli, int], profile: dict[str, Any], why: str
+) -> None:
+    cli, vmid = deployed
     before = pve(cli, "get", f"/nodes/pve1/qemu/{vmid}/firewall/rules")
 
     refused = cli.run(
