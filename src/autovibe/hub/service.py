@@ -29,14 +29,14 @@ import structlog
 from autovibe import composition
 from autovibe.composition import Connection
 from autovibe.errors import AutovibeError, error_kind
-from autovibe.hub.handlers import JobContext, JobPartlyFailed, load_all
+from autovibe.hub.handlers import CANCEL_REPORTS, JobContext, JobPartlyFailed, load_all
 from autovibe.hub.jobs import JobError, JobEvent, JobQueue, JobRead, cancelled_error
 from autovibe.hub.leader import Leadership, Replicas
 from autovibe.hub.tick import TickOutcome, run_pass
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.profiles import Profile
 from autovibe.operations.journal import Journal
-from autovibe.operations.models import OperationRecord, OpStatus
+from autovibe.operations.models import OpStatus
 from autovibe.operations.owner import this_process
 from autovibe.operations.runner import Runner
 from autovibe.pve.breaker import CircuitBreaker
@@ -321,41 +321,12 @@ def _emitter(jobs: JobQueue, job_id: str) -> Callable[[dict[str, Any]], None]:
 
 
 def _cancelled_result(db: Database, job: JobRead, events: list[JobEvent]) -> dict[str, Any]:
-    """What a cancelled job had done. A fleet deploy: the same ``{"ok", "outcomes"}`` as when it ends,
-    each machine ``deployed`` (it finished before the cancel), ``undone`` (in flight: its operation was
-    compensated), ``stuck`` (its undo failed: ``ops resume``) or ``skipped`` (never started). Any other
-    job: its progress events (``step``, ``machine``) up to the cancel."""
-    if job.kind != "machine.create":
-        return {"progress": [e.data for e in events if e.data.get("type") in ("step", "machine")]}
-    from autovibe.machines.deploy import KIND
-    from autovibe.machines.fleet import DeployOutcome
-    from autovibe.machines.models import MachineCreate
-
-    names = MachineCreate.model_validate(job.params["request"]).names
-    since = job.started_at or job.created_at
-    newest: dict[str, OperationRecord] = {}
-    for seen in Journal(db).recent(limit=200 + 4 * len(names)):
-        name = str(seen.params.get("name"))
-        if seen.kind == KIND and name in names and seen.created_at >= since:
-            newest.setdefault(name, seen)  # newest first: the first seen is this job's operation
-    outcomes = []
-    for name in names:
-        record = newest.get(name)
-        if record is None:
-            outcome = DeployOutcome(name, "skipped", "", error="not started: the job was cancelled")
-        elif record.status is OpStatus.COMPLETED:
-            node, vmid = str(record.state.get("node", "")), record.state.get("vmid")
-            outcome = DeployOutcome(name, "deployed", node, vmid, record.id)
-        elif record.status is OpStatus.COMPENSATED:
-            node = str(record.params.get("node", ""))
-            error = "cancelled; everything it did was undone"
-            outcome = DeployOutcome(name, "undone", node, operation_id=record.id, error=error)
-        else:
-            node = str(record.params.get("node", ""))
-            error = f"cancelled; its undo is {record.status}: run `autovibe ops resume`"
-            outcome = DeployOutcome(name, "stuck", node, operation_id=record.id, error=error)
-        outcomes.append(dataclasses.asdict(outcome))
-    return {"ok": False, "outcomes": outcomes}
+    """What a cancelled job had done: its kind's own report (a fleet: each machine's outcome), else its
+    progress events (``step``, ``machine``) up to the cancel."""
+    report = CANCEL_REPORTS.get(job.kind)
+    if report is not None:
+        return report(db, job)
+    return {"progress": [e.data for e in events if e.data.get("type") in ("step", "machine")]}
 
 
 def _job_error(exc: BaseException) -> JobError:

@@ -15,9 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from autovibe.errors import AutovibeError
+from autovibe.hub.jobs import JobRead
 from autovibe.machines.deploy import MachineDeps
 from autovibe.machines.profiles import Profile
 from autovibe.settings import Settings
+from autovibe.store.db import Database
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class JobPartlyFailed(AutovibeError):
 
 Handler = Callable[[JobContext], Awaitable[dict[str, Any]]]
 HANDLERS: dict[str, Handler] = {}
+CancelReport = Callable[[Database, JobRead], dict[str, Any]]
+CANCEL_REPORTS: dict[str, CancelReport] = {}
+"""Per kind, what a cancelled job had done (its result); kinds without one report their progress events."""
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -58,6 +63,14 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
         if kind in HANDLERS:
             raise ValueError(f"job kind {kind!r} registered twice")
         HANDLERS[kind] = function
+        return function
+
+    return register
+
+
+def cancel_report(kind: str) -> Callable[[CancelReport], CancelReport]:
+    def register(function: CancelReport) -> CancelReport:
+        CANCEL_REPORTS[kind] = function
         return function
 
     return register
