@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, select
 
-from autovibe.store.db import Database
+from autovibe.store.db import Database, head_revision
 from autovibe.store.tables import Base, Project
 
 TABLES = {
@@ -119,3 +119,27 @@ def _kind(entry: Any) -> str:
     # compare_metadata yields tuples ("add_column", ...) or, for column modifications, lists of them.
     first = entry[0] if isinstance(entry, list) else entry
     return str(first[0])
+
+
+def test_the_fast_head_check_agrees_with_alembic(database_url: str) -> None:
+    assert head_revision() == _head()
+    db = Database.open(database_url, migrate=False)
+    try:
+        assert not db.at_head()  # an empty database
+        db.upgrade(_previous(_head()))
+        assert not db.at_head()  # one revision behind: open() must still migrate it
+    finally:
+        db.dispose()
+    opened = Database.open(database_url)
+    try:
+        assert opened.at_head()
+        assert _revision(opened) == _head()
+    finally:
+        opened.dispose()
+
+
+def _previous(revision: str) -> str:
+    script = ScriptDirectory(str(resources.files("autovibe.store") / "migrations"))
+    down = script.get_revision(revision).down_revision
+    assert isinstance(down, str)
+    return down
