@@ -1,5 +1,6 @@
-"""``autovibe serve`` as a real subprocess on a free port, with an admin's API token made by the CLI
-against the same store: what an operator does on a fresh install."""
+"""``autovibe serve`` as a real subprocess on a free port, and the CLI around it: what an operator does
+on a fresh hub host (provision a user and a token against its store) and what a remote user does (the
+CLI from an empty home with only ``--hub`` and ``AUTOVIBE_TOKEN``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+_LISTENING = re.compile(r"listening on (https?://127\.0\.0\.1:\d+)")
 
 
 @dataclass(frozen=True)
@@ -27,16 +33,31 @@ class LiveHub:
         return {"Authorization": f"Bearer {self.secret}"}
 
 
+def home_env(home: Path) -> dict[str, str]:
+    """An environment whose home and XDG directories are all inside ``home``, with no AUTOVIBE_*
+    setting from the outside: a user on another host."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "xdg-config"),
+        XDG_DATA_HOME=str(home / "xdg-data"),
+        XDG_CACHE_HOME=str(home / "xdg-cache"),
+        XDG_STATE_HOME=str(home / "xdg-state"),
+    )
+    return env
+
+
+def remote_env(home: Path, token: str) -> dict[str, str]:
+    """A remote user's CLI: an empty ``home`` and an API token (the hub's URL goes on the command line)."""
+    return {**home_env(home), "AUTOVIBE_TOKEN": token}
+
+
 def hub_env(tmp: Path) -> dict[str, str]:
     """The environment of a hub (and of the CLI acting on its store) kept entirely inside ``tmp``."""
     return {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "HOME": str(tmp),
-        "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
-        "XDG_DATA_HOME": str(tmp / "xdg-data"),
-        "XDG_CACHE_HOME": str(tmp / "xdg-cache"),
-        "XDG_STATE_HOME": str(tmp / "xdg-state"),
+        **home_env(tmp),
         "AUTOVIBE_DATA_DIR": str(tmp / "data"),
         "AUTOVIBE_SIM_STATE_PATH": str(tmp / "sim.json"),
         "AUTOVIBE_SIM_SPEED": "500",
@@ -44,63 +65,98 @@ def hub_env(tmp: Path) -> dict[str, str]:
         "AUTOVIBE_HUB__RATE_PER_S": "100000",
         "AUTOVIBE_HUB__RATE_BURST": "100000",
         "AUTOVIBE_HUB__JOB_POLL_S": "0.05",
+        "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05",
     }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``autovibe ARGS`` as a subprocess, whatever its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "autovibe", *args],
+        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False,
+    )  # fmt: skip
 
 
 def cli(env: dict[str, str], *args: str) -> str:
     """Run ``autovibe ARGS`` and return its stdout (failing loudly with its output)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "autovibe", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = run(env, *args)
     assert done.returncode == 0, f"autovibe {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout
+
+
+def token_of(env: dict[str, str], user: str) -> str:
+    """A new API token of ``user`` (made on the hub host); its secret."""
+    return str(json.loads(cli(env, "token", "create", user, "--json"))["secret"])
+
+
+def parallel(*calls: tuple[Any, ...]) -> list[Any]:
+    """Run independent calls at once (each a tuple: function, *args); their results in order. Each CLI
+    process costs about a second of CPU, so independent ones share the wall time."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(*call) for call in calls]
+        return [future.result() for future in futures]
+
+
+class HubProcess:
+    """``autovibe serve --port 0`` started at once; :meth:`url` waits (reading its output, without
+    sleeping) until it listens. Leaving the ``with`` block stops it. Start it, provision its store in
+    parallel, then ask for the URL: the provisioning overlaps its start-up."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.log: list[str] = []
+        self._url: str | None = None
+        self._drain: threading.Thread | None = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
+            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def url(self) -> str:
+        if self._url is None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.log.append(line)
+                match = _LISTENING.search(line)
+                if match:
+                    self._url = match.group(1)
+                    break
+            assert self._url is not None, "the hub did not start:\n" + "".join(self.log)
+            # Keep reading, so a chatty log never blocks the hub on a full pipe.
+            self._drain = threading.Thread(target=self.log.extend, args=(self.proc.stdout,), daemon=True)
+            self._drain.start()
+        return self._url
+
+    def __enter__(self) -> HubProcess:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self._drain is not None:
+            self._drain.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def provision(env: dict[str, str], user: str = "alice", project: str = "alpha") -> str:
     """A global admin with a fresh API token, and a project; returns the token's secret."""
     cli(env, "user", "add", user)
     cli(env, "role", "bind", user, "admin")
-    secret: str = json.loads(cli(env, "token", "create", user, "--json"))["secret"]
+    secret = token_of(env, user)
     cli(env, "project", "create", project)
     return secret
 
 
 @contextmanager
 def live_hub(tmp: Path) -> Iterator[LiveHub]:
-    """Provision the store, start ``autovibe serve --port 0`` and wait (reading its output, without
-    sleeping) until it listens; stop it on exit."""
+    """Provision the store, start the hub and wait until it listens; stop it on exit."""
     env = hub_env(tmp)
     secret = provision(env)
-    cmd = [sys.executable, "-m", "autovibe", "serve", "--port", "0"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp
-    )
-    drain: threading.Thread | None = None
-    try:
-        assert proc.stdout is not None
-        seen: list[str] = []
-        url = None
-        for line in proc.stdout:
-            seen.append(line)
-            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if match:
-                url = match.group(1)
-                break
-        if url is None:
-            proc.wait(timeout=10)
-            raise AssertionError("the hub did not start:\n" + "".join(seen))
-        # Keep draining its output, so a chatty log never fills the pipe and blocks the hub.
-        drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
-        drain.start()
-        yield LiveHub(url=url, secret=secret, output=seen)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
+    with HubProcess(env, tmp) as served:
+        yield LiveHub(url=served.url(), secret=secret, output=served.log)

@@ -9,11 +9,8 @@ host (the same lines but the target header, the same exit code and error line).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,53 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.hub_server import HubProcess, cli, hub_env, parallel, remote_env, run, token_of
+
 pytestmark = pytest.mark.e2e
-
-
-def _home_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        NO_COLOR="1",
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / "xdg-config"),
-        XDG_DATA_HOME=str(home / "xdg-data"),
-        XDG_CACHE_HOME=str(home / "xdg-cache"),
-        XDG_STATE_HOME=str(home / "xdg-state"),
-    )
-    return env
-
-
-def _hub_env(tmp: Path) -> dict[str, str]:
-    return {
-        **_home_env(tmp),
-        "AUTOVIBE_DATA_DIR": str(tmp / "hubdata"),
-        "AUTOVIBE_SIM_STATE_PATH": str(tmp / "sim.json"),
-        "AUTOVIBE_SIM_SPEED": "500",
-        "AUTOVIBE_TOKEN_KEY_FILE": str(tmp / "token.key"),
-        "AUTOVIBE_HUB__JOB_POLL_S": "0.05",
-        "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05",
-        "AUTOVIBE_HUB__RATE_PER_S": "100000",
-        "AUTOVIBE_HUB__RATE_BURST": "100000",
-    }
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autovibe", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-
-
-def _ok(env: dict[str, str], *args: str) -> str:
-    done = _run(env, *args)
-    assert done.returncode == 0, f"autovibe {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -83,9 +36,7 @@ class Hub:
 
     def run(self, token: str, *args: str) -> subprocess.CompletedProcess[str]:
         """``autovibe --hub URL ARGS`` from the empty client home as ``token`` (a user or a secret)."""
-        env = _home_env(self.client_home)
-        env["AUTOVIBE_TOKEN"] = self.tokens.get(token, token)
-        return _run(env, "--hub", self.url, *args)
+        return run(remote_env(self.client_home, self.tokens.get(token, token)), "--hub", self.url, *args)
 
     def ok(self, token: str, *args: str) -> str:
         done = self.run(token, *args)
@@ -97,70 +48,32 @@ class Hub:
 
     def local(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The same command run on the hub host, against the hub's store (as the local admin)."""
-        return _run(self.host_env, *args)
+        return run(self.host_env, *args)
 
 
 def _provision_admin(env: dict[str, str], name: str, *, add: bool) -> str:
     if add:
-        _ok(env, "user", "add", name)
-    _ok(env, "role", "bind", name, "admin")
-    return str(json.loads(_ok(env, "token", "create", name, "--json"))["secret"])
+        cli(env, "user", "add", name)
+    cli(env, "role", "bind", name, "admin")
+    return token_of(env, name)
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     tmp = tmp_path_factory.mktemp("remote-admin")
-    env = _hub_env(tmp)
-    _ok(env, "user", "add", "alice")  # first: it creates the store the hub then opens
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    drain: threading.Thread | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=3) as pool:  # provisioned while the hub starts
-            alice = pool.submit(_provision_admin, env, "alice", add=False)
-            bob = pool.submit(_provision_admin, env, "bob", add=True)
-            project = pool.submit(_ok, env, "project", "create", "alpha")
-            assert proc.stdout is not None
-            seen: list[str] = []
-            url = None
-            for line in proc.stdout:  # no sleeps: read until it says where it listens
-                seen.append(line)
-                match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-                if match:
-                    url = match.group(1)
-                    break
-            assert url is not None, "the hub did not start:\n" + "".join(seen)
-            drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
-            drain.start()  # keep reading, so a chatty log never blocks the hub on a full pipe
-            project.result()
-            tokens = {"alice": alice.result(), "bob": bob.result()}
+    env = hub_env(tmp)
+    cli(env, "user", "add", "alice")  # first: it creates the store the hub then opens
+    with HubProcess(env, tmp) as served, ThreadPoolExecutor(max_workers=3) as pool:
+        # Provisioned while the hub starts.
+        alice = pool.submit(_provision_admin, env, "alice", add=False)
+        bob = pool.submit(_provision_admin, env, "bob", add=True)
+        project = pool.submit(cli, env, "project", "create", "alpha")
+        url = served.url()
+        project.result()
+        tokens = {"alice": alice.result(), "bob": bob.result()}
         client_home = tmp / "client"
         client_home.mkdir()
-        yield Hub(url=url, host_env=env, tokens=tokens, client_home=client_home, log=seen)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _parallel(*calls: tuple[Any, ...]) -> list[Any]:
-    """Run independent CLI invocations at once (each a tuple: function, *args); their results in order."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(*call) for call in calls]
-        return [future.result() for future in futures]
+        yield Hub(url=url, host_env=env, tokens=tokens, client_home=client_home, log=served.log)
 
 
 def _body(output: str) -> str:
@@ -176,7 +89,7 @@ def test_identity_administration_through_the_hub(hub: Hub) -> None:
         f"target: hub {hub.url}",
         "added user 'carol' (no roles yet: autovibe role bind carol ROLE)",
     ]
-    bound, created = _parallel(
+    bound, created = parallel(
         (hub.ok, "alice", "role", "bind", "carol", "operator"),
         (hub.run, "alice", "token", "create", "carol", "--description", "ci", "--ttl", "1d"),
     )
@@ -189,7 +102,7 @@ def test_identity_administration_through_the_hub(hub: Hub) -> None:
     assert re.fullmatch(rf"avt_{token_id.group(1)}_[A-Za-z0-9_-]{{43}}", secret)
     assert "this is the only time the token is shown" in created.stderr
 
-    works, refused, users, users_here, roles, tokens, entries, verified, bad_role, bad_token = _parallel(
+    works, refused, users, users_here, roles, tokens, entries, verified, bad_role, bad_token = parallel(
         (hub.run, secret, "machine", "list"),
         (hub.run, secret, "user", "add", "mallory"),
         (hub.ok, "alice", "user", "list"),
@@ -225,7 +138,7 @@ def test_identity_administration_through_the_hub(hub: Hub) -> None:
 
     revoked = hub.ok("alice", "token", "revoke", token_id.group(1))
     assert revoked.splitlines()[1:] == [f"revoked token {token_id.group(1)} of user 'carol'"]
-    gone, unbound, exported, shown, anchored = _parallel(
+    gone, unbound, exported, shown, anchored = parallel(
         (hub.run, secret, "machine", "list"),
         (hub.ok, "alice", "role", "unbind", "carol", "operator"),
         (hub.run, "alice", "audit", "export"),
@@ -257,7 +170,7 @@ def test_a_held_delete_is_approved_by_another_admin_remotely(hub: Hub) -> None:
         return match.group(1)
 
     first = held()
-    pending, own = _parallel((hub.json, "bob", "approval", "list"), (hub.run, "alice", "approve", first))
+    pending, own = parallel((hub.json, "bob", "approval", "list"), (hub.run, "alice", "approve", first))
     assert [(p["id"][:8], p["action"], p["target"], p["requested_by"]) for p in pending["pending"]] == [
         (first, "machine.delete", "machine vault", "alice")
     ]
@@ -269,7 +182,7 @@ def test_a_held_delete_is_approved_by_another_admin_remotely(hub: Hub) -> None:
     assert rejected.splitlines() == [
         f"rejected {first}: machine.delete on machine vault (requested by alice)"
     ]
-    second, refused = _parallel(
+    second, refused = parallel(
         (held,), (hub.run, "alice", "machine", "delete", "vault", "--yes", "--approval", first)
     )
     assert second != first

@@ -8,11 +8,8 @@ command's on the hub host for the same state: the same lines and JSON, but for t
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,21 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.hub_server import hub_env
+from tests.e2e.hub_server import HubProcess, cli, hub_env, parallel, remote_env, run, token_of
 
 pytestmark = pytest.mark.e2e
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autovibe", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
 
 
 @dataclass(frozen=True)
@@ -50,21 +35,10 @@ class Site:
     hub_log: list[str]
 
     def env(self, token: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
-        env.update(
-            PYTHONUNBUFFERED="1",
-            NO_COLOR="1",
-            HOME=str(self.home),
-            XDG_CONFIG_HOME=str(self.home / "xdg-config"),
-            XDG_DATA_HOME=str(self.home / "xdg-data"),
-            XDG_CACHE_HOME=str(self.home / "xdg-cache"),
-            XDG_STATE_HOME=str(self.home / "xdg-state"),
-            AUTOVIBE_TOKEN=token,
-        )
-        return env
+        return remote_env(self.home, token)
 
     def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        return _run(self.env(self.secret if token is None else token), "--hub", self.url, *args)
+        return run(self.env(self.secret if token is None else token), "--hub", self.url, *args)
 
     def as_viewer(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run(*args, token=self.viewer)
@@ -78,24 +52,7 @@ class Site:
         return json.loads(self.ok(*args, "--json"))
 
     def local(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run({**self.hub_host, "NO_COLOR": "1"}, *args)
-
-
-def _parallel(*calls: tuple[Any, ...]) -> list[Any]:
-    """Independent CLI invocations at once (each a tuple: function, *args); their results in order."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(*call) for call in calls]
-        return [future.result() for future in futures]
-
-
-def _ok(env: dict[str, str], *args: str) -> str:
-    done = _run(env, *args)
-    assert done.returncode == 0, f"autovibe {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def _secret(env: dict[str, str], user: str) -> str:
-    return str(json.loads(_ok(env, "token", "create", user, "--json"))["secret"])
+        return run(self.hub_host, *args)
 
 
 @pytest.fixture(scope="module")
@@ -103,72 +60,38 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The hub, provisioned on its host while it starts (an admin, a viewer of alpha, their tokens),
     and two machines deployed through it: ``web`` and ``ret`` (with checkpoints r1 and r2)."""
     tmp = tmp_path_factory.mktemp("remote-checkpoints")
-    host = {**hub_env(tmp), "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05"}
-    _ok(host, "user", "add", "alice")  # first: it creates the store the hub then opens
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
-        env=host,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    drain: threading.Thread | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            provisioned = [
-                pool.submit(_ok, host, "role", "bind", "alice", "admin"),
-                pool.submit(_ok, host, "project", "create", "alpha"),
-                pool.submit(_ok, host, "user", "add", "vera"),
-            ]
-            admin = pool.submit(_secret, host, "alice")
-            assert proc.stdout is not None
-            seen: list[str] = []
-            url = None
-            for line in proc.stdout:  # no sleeps: read until it says where it listens
-                seen.append(line)
-                match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-                if match:
-                    url = match.group(1)
-                    break
-            assert url is not None, "the hub did not start:\n" + "".join(seen)
-            drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
-            drain.start()  # keep reading, so a chatty log never blocks the hub on a full pipe
-            for done in provisioned:
-                done.result()
-            home = tmp / "client"
-            home.mkdir()
-            site = Site(url, admin.result(), "", home, host, seen)
-            viewer = pool.submit(_secret, host, "vera")
-            bound = pool.submit(_ok, host, "role", "bind", "vera", "viewer", "--project", "alpha")
+    host = hub_env(tmp)
+    cli(host, "user", "add", "alice")  # first: it creates the store the hub then opens
+    with HubProcess(host, tmp) as served, ThreadPoolExecutor(max_workers=4) as pool:
+        provisioned = [
+            pool.submit(cli, host, "role", "bind", "alice", "admin"),
+            pool.submit(cli, host, "project", "create", "alpha"),
+            pool.submit(cli, host, "user", "add", "vera"),
+        ]
+        admin = pool.submit(token_of, host, "alice")
+        url = served.url()
+        for done in provisioned:
+            done.result()
+        home = tmp / "client"
+        home.mkdir()
+        site = Site(url, admin.result(), "", home, host, served.log)
+        viewer = pool.submit(token_of, host, "vera")
+        bound = pool.submit(cli, host, "role", "bind", "vera", "viewer", "--project", "alpha")
 
-            def ret() -> None:
-                site.ok(
-                    "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "ret"
-                )
-                for name in ("r1", "r2"):
-                    site.ok("checkpoint", "create", "ret", name, "--no-ram")
+        def ret() -> None:
+            site.ok("machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "ret")
+            for name in ("r1", "r2"):
+                site.ok("checkpoint", "create", "ret", name, "--no-ram")
 
-            prepared = [
-                pool.submit(site.ok, "machine", "create", "--profile", "claude_code", "--project", "alpha",
-                            "--name", "web"),
-                pool.submit(ret),
-            ]  # fmt: skip
-            bound.result()
-            for done in prepared:
-                done.result()
-            yield replace(site, viewer=viewer.result())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        prepared = [
+            pool.submit(site.ok, "machine", "create", "--profile", "claude_code", "--project", "alpha",
+                        "--name", "web"),
+            pool.submit(ret),
+        ]  # fmt: skip
+        bound.result()
+        for done in prepared:
+            done.result()
+        yield replace(site, viewer=viewer.result())
 
 
 def _without_target(text: str) -> str:
@@ -189,7 +112,7 @@ def test_checkpoints_through_the_hub(site: Site) -> None:
     assert "created checkpoint 'after' of 'web': disks and config only" in later
     assert re.search(r"^checkpoint 'after' of web \.\.\. done in", later, re.M), later  # the job's progress
 
-    remote_tree, remote_json, local_tree, local_json, shown, viewer, unknown, unknown_local = _parallel(
+    remote_tree, remote_json, local_tree, local_json, shown, viewer, unknown, unknown_local = parallel(
         (site.run, "checkpoint", "list", "web"),
         (site.json, "checkpoint", "list", "web"),
         (site.local, "checkpoint", "list", "web"),
@@ -213,7 +136,7 @@ def test_checkpoints_through_the_hub(site: Site) -> None:
 
     restored = site.ok("checkpoint", "restore", "web", "before")
     assert "restored 'web' to checkpoint 'before': it is running" in restored
-    branched, pinned = _parallel(
+    branched, pinned = parallel(
         (site.ok, "checkpoint", "branch", "web", "before", "--as", "web-b", "--no-start"),
         (site.json, "checkpoint", "pin", "web", "after"),
     )
@@ -236,7 +159,7 @@ def test_checkpoints_through_the_hub(site: Site) -> None:
 
 
 def test_retention_through_the_hub(site: Site) -> None:
-    saved, scheduled, neither = _parallel(
+    saved, scheduled, neither = parallel(
         (site.ok, "checkpoint", "policy", "set", "last1", "--keep-last", "1", "--description", "newest"),
         (site.json, "checkpoint", "schedule", "set", "ret", "--every", "30d", "--no-ram"),
         (site.run, "checkpoint", "policy", "attach", "last1"),
@@ -247,7 +170,7 @@ def test_retention_through_the_hub(site: Site) -> None:
     attached = site.ok("checkpoint", "policy", "attach", "last1", "--project", "alpha")
     assert attached.strip() == "policy 'last1' now applies to project 'alpha'"
 
-    shown, schedules, plan, plan_local, human_plan = _parallel(
+    shown, schedules, plan, plan_local, human_plan = parallel(
         (site.json, "checkpoint", "policy", "show", "last1"),
         (site.ok, "checkpoint", "schedule", "list"),
         (site.json, "checkpoint", "prune", "ret", "--dry-run"),
@@ -263,7 +186,7 @@ def test_retention_through_the_hub(site: Site) -> None:
 
     pruned = site.ok("checkpoint", "prune", "ret")
     assert re.search(r"1 removed, 1 kept, 0 deferred .*, 0 failed; operation [0-9a-f]{8}", pruned), pruned
-    removed, detached = _parallel(
+    removed, detached = parallel(
         (site.ok, "checkpoint", "schedule", "remove", "ret"),
         (site.ok, "checkpoint", "policy", "detach", "--project", "alpha"),
     )

@@ -9,12 +9,9 @@ or written to a local store or simulator, the machines and projects would not be
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,51 +20,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.hub_server import HubProcess, cli, home_env, hub_env, parallel, remote_env, run, token_of
+
 pytestmark = pytest.mark.e2e
-
-
-def _home_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        NO_COLOR="1",
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / "xdg-config"),
-        XDG_DATA_HOME=str(home / "xdg-data"),
-        XDG_CACHE_HOME=str(home / "xdg-cache"),
-        XDG_STATE_HOME=str(home / "xdg-state"),
-    )
-    return env
-
-
-def _hub_env(tmp: Path) -> dict[str, str]:
-    return {
-        **_home_env(tmp),
-        "AUTOVIBE_DATA_DIR": str(tmp / "hubdata"),
-        "AUTOVIBE_SIM_STATE_PATH": str(tmp / "sim.json"),
-        "AUTOVIBE_SIM_SPEED": "500",
-        "AUTOVIBE_TOKEN_KEY_FILE": str(tmp / "token.key"),
-        "AUTOVIBE_HUB__JOB_POLL_S": "0.05",
-        "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05",
-    }
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autovibe", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-
-
-def _ok(env: dict[str, str], *args: str) -> str:
-    done = _run(env, *args)
-    assert done.returncode == 0, f"autovibe {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -80,14 +35,13 @@ class Remote:
     hub_log: list[str]
 
     def env(self, token: str | None = None) -> dict[str, str]:
-        env = _home_env(self.home)
-        env["AUTOVIBE_TOKEN"] = self.secret if token is None else token
+        env = remote_env(self.home, self.secret if token is None else token)
         if token == "":
             del env["AUTOVIBE_TOKEN"]
         return env
 
     def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        return _run(self.env(token), "--hub", self.url, *args)
+        return run(self.env(token), "--hub", self.url, *args)
 
     def ok(self, *args: str) -> str:
         done = self.run(*args)
@@ -101,61 +55,22 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     tmp = tmp_path_factory.mktemp("remote-hub")
-    env = _hub_env(tmp)
-    _ok(env, "user", "add", "alice")  # first: it creates the store the hub then opens
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    drain: threading.Thread | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=3) as pool:  # provisioned while the hub starts
-            bound = pool.submit(_ok, env, "role", "bind", "alice", "admin")
-            token = pool.submit(_ok, env, "token", "create", "alice", "--json")
-            project = pool.submit(_ok, env, "project", "create", "alpha")
-            assert proc.stdout is not None
-            seen: list[str] = []
-            url = None
-            for line in proc.stdout:  # no sleeps: read until it says where it listens
-                seen.append(line)
-                match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-                if match:
-                    url = match.group(1)
-                    break
-            assert url is not None, "the hub did not start:\n" + "".join(seen)
-            drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
-            drain.start()  # keep reading, so a chatty log never blocks the hub on a full pipe
-            bound.result(), project.result()
-            secret = str(json.loads(token.result())["secret"])
+    env = hub_env(tmp)
+    cli(env, "user", "add", "alice")  # first: it creates the store the hub then opens
+    with HubProcess(env, tmp) as served, ThreadPoolExecutor(max_workers=3) as pool:
+        # Provisioned while the hub starts.
+        bound = pool.submit(cli, env, "role", "bind", "alice", "admin")
+        token = pool.submit(token_of, env, "alice")
+        project = pool.submit(cli, env, "project", "create", "alpha")
+        url = served.url()
+        bound.result(), project.result()
         client_home = tmp / "client"
         client_home.mkdir()
-        yield Remote(url=url, secret=secret, home=client_home, hub_log=seen)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _parallel(*calls: tuple[Any, ...]) -> list[Any]:
-    """Run independent CLI invocations at once (each a tuple: function, *args); their results in order."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(*call) for call in calls]
-        return [future.result() for future in futures]
+        yield Remote(url=url, secret=token.result(), home=client_home, hub_log=served.log)
 
 
 def test_machine_lifecycle_through_the_hub(remote: Remote) -> None:
-    created, projects = _parallel(
+    created, projects = parallel(
         (remote.run, "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "web",
          "--count", "2"),
         (remote.ok, "project", "list"),
@@ -172,7 +87,7 @@ def test_machine_lifecycle_through_the_hub(remote: Remote) -> None:
     assert {m["name"]: m["status"] for m in listed["machines"]} == {"web-1": "running", "web-2": "running"}
     assert {m["project"] for m in listed["machines"]} == {"alpha"}
 
-    stopped, deleted, operations = _parallel(
+    stopped, deleted, operations = parallel(
         (remote.ok, "machine", "stop", "web-1"),
         (remote.json, "machine", "delete", "web-2", "--yes"),
         (remote.json, "ops", "list", "--all"),
@@ -184,7 +99,7 @@ def test_machine_lifecycle_through_the_hub(remote: Remote) -> None:
     assert {op["params"]["name"] for op in deploys} == {"web-1", "web-2"}
     assert all(op["status"] == "completed" for op in deploys)
 
-    shown, after, one, resumed, lease = _parallel(
+    shown, after, one, resumed, lease = parallel(
         (remote.ok, "machine", "show", "web-1"),
         (remote.json, "machine", "list"),
         (remote.json, "ops", "show", deploys[0]["id"][:8]),
@@ -210,9 +125,7 @@ def listed_vmid(listed: dict[str, Any], name: str) -> int:
 def test_projects_through_the_hub(remote: Remote) -> None:
     created = remote.json("project", "create", "beta", "--description", "remote", "--label", "team=ml")
     assert created["project"]["name"] == "beta" and created["project"]["labels"] == {"team": "ml"}
-    shown, again = _parallel(
-        (remote.ok, "project", "show", "beta"), (remote.run, "project", "create", "beta")
-    )
+    shown, again = parallel((remote.ok, "project", "show", "beta"), (remote.run, "project", "create", "beta"))
     assert re.search(r"^description\s+remote$", shown, re.M), shown
     assert again.returncode == 1 and "already exists" in again.stderr  # a conflict, as locally
     assert remote.json("project", "delete", "beta")["deleted"] == "beta"
@@ -221,12 +134,12 @@ def test_projects_through_the_hub(remote: Remote) -> None:
 
 
 def test_errors_have_the_local_exit_codes_and_messages(remote: Remote) -> None:
-    local_env = _home_env(remote.home / "local")  # plain local use: its own embedded simulator
+    local_env = home_env(remote.home / "local")  # plain local use: its own embedded simulator
     unreachable = f"http://127.0.0.1:{_closed_port()}"
     with ThreadPoolExecutor(max_workers=7) as pool:
         futures = {
             "remote": pool.submit(remote.run, "machine", "show", "nope"),
-            "local": pool.submit(_run, local_env, "machine", "show", "nope"),
+            "local": pool.submit(run, local_env, "machine", "show", "nope"),
             "bad_token": pool.submit(remote.run, "machine", "list", token="avt_bogus_notarealsecret"),
             "no_token": pool.submit(remote.run, "machine", "list", token=""),
             "no_project": pool.submit(
@@ -235,7 +148,7 @@ def test_errors_have_the_local_exit_codes_and_messages(remote: Remote) -> None:
             "no_profile": pool.submit(
                 remote.run, "machine", "create", "--profile", "nosuch", "--project", "alpha"
             ),
-            "unreachable": pool.submit(_run, remote.env(), "--hub", unreachable, "project", "list"),
+            "unreachable": pool.submit(run, remote.env(), "--hub", unreachable, "project", "list"),
         }
         done = {key: future.result() for key, future in futures.items()}
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +21,7 @@ from typing import Any
 import pytest
 
 from autovibe.sim.app import SimApp
-from tests.e2e.hub_server import cli, hub_env
+from tests.e2e.hub_server import HubProcess, cli, hub_env, parallel, remote_env, run, token_of
 from tests.fakes.cluster_audit import sim_client
 
 pytestmark = pytest.mark.e2e
@@ -34,18 +31,6 @@ DNS = {
     "api.openai.com": ["192.0.2.20"],
     "api.github.com": ["192.0.2.30"],
 }
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autovibe", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
 
 
 @dataclass(frozen=True)
@@ -60,22 +45,8 @@ class Hub:
     home: Path
     log: list[str]
 
-    def remote_env(self, token: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOVIBE_")}
-        env.update(
-            PYTHONUNBUFFERED="1",
-            NO_COLOR="1",
-            HOME=str(self.home),
-            XDG_CONFIG_HOME=str(self.home / "xdg-config"),
-            XDG_DATA_HOME=str(self.home / "xdg-data"),
-            XDG_CACHE_HOME=str(self.home / "xdg-cache"),
-            XDG_STATE_HOME=str(self.home / "xdg-state"),
-            AUTOVIBE_TOKEN=token,
-        )
-        return env
-
     def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        return _run(self.remote_env(self.secret if token is None else token), "--hub", self.url, *args)
+        return run(remote_env(self.home, self.secret if token is None else token), "--hub", self.url, *args)
 
     def ok(self, *args: str) -> str:
         done = self.run(*args)
@@ -87,13 +58,13 @@ class Hub:
 
     def local_json(self, *args: str) -> Any:
         """The same command run on the hub host, against the hub's store and cluster."""
-        return json.loads(cli({**self.env, "NO_COLOR": "1"}, *args, "--json"))
+        return json.loads(cli(self.env, *args, "--json"))
 
     def operator_token(self) -> str:
         """A global operator's token (made on the hub host)."""
         cli(self.env, "user", "add", "olga")
         cli(self.env, "role", "bind", "olga", "operator")
-        return str(json.loads(cli(self.env, "token", "create", "olga", "--json"))["secret"])
+        return token_of(self.env, "olga")
 
     def pve(self, method: str, path: str, **params: Any) -> Any:
         """One call on the hub's simulated cluster by another PVE client (an admin's hand)."""
@@ -111,59 +82,19 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     tmp = tmp_path_factory.mktemp("remote-usage")
     env = {
         **hub_env(tmp),
-        "AUTOVIBE_HUB__EVENTS_POLL_S": "0.05",
         "AUTOVIBE_NETWORK__STATIC_HOSTS": json.dumps(DNS),  # no real DNS: the allowlists resolve here
     }
     cli(env, "user", "add", "alice")  # first: it creates the store the hub then opens
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    drain: threading.Thread | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=3) as pool:  # provisioned while the hub starts
-            bound = pool.submit(cli, env, "role", "bind", "alice", "admin")
-            token = pool.submit(cli, env, "token", "create", "alice", "--json")
-            project = pool.submit(cli, env, "project", "create", "alpha")
-            assert proc.stdout is not None
-            seen: list[str] = []
-            url = None
-            for line in proc.stdout:  # no sleeps: read until it says where it listens
-                seen.append(line)
-                match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-                if match:
-                    url = match.group(1)
-                    break
-            assert url is not None, "the hub did not start:\n" + "".join(seen)
-            drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
-            drain.start()
-            bound.result(), project.result()
-            secret = str(json.loads(token.result())["secret"])
+    with HubProcess(env, tmp) as served, ThreadPoolExecutor(max_workers=3) as pool:
+        # Provisioned while the hub starts.
+        bound = pool.submit(cli, env, "role", "bind", "alice", "admin")
+        token = pool.submit(token_of, env, "alice")
+        project = pool.submit(cli, env, "project", "create", "alpha")
+        url = served.url()
+        bound.result(), project.result()
         home = tmp / "client"
         home.mkdir()
-        yield Hub(url=url, secret=secret, env=env, state=tmp / "sim.json", home=home, log=seen)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _parallel(*calls: tuple[Any, ...]) -> list[Any]:
-    """Run independent calls at once (each a tuple: function, *args); their results in order."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(*call) for call in calls]
-        return [future.result() for future in futures]
+        yield Hub(url=url, secret=token.result(), env=env, state=tmp / "sim.json", home=home, log=served.log)
 
 
 def _failed(done: subprocess.CompletedProcess[str], code: int) -> str:
@@ -172,7 +103,7 @@ def _failed(done: subprocess.CompletedProcess[str], code: int) -> str:
 
 
 def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> None:
-    created, operator, profiles, local_profiles, metrics = _parallel(
+    created, operator, profiles, local_profiles, metrics = parallel(
         (hub.run, "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "agent",
          "--node", "pve1"),
         (hub.operator_token,),
@@ -189,7 +120,7 @@ def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> No
     assert not re.search(r"^(# (HELP|TYPE) )?process_", metrics, re.M)  # ...without --process
 
     # The first usage pass (a hub job), a clean network, limits, and the refusals.
-    passed, clean, limits, applied, refused, bad_limit, listed = _parallel(
+    passed, clean, limits, applied, refused, bad_limit, listed = parallel(
         (hub.json, "quota", "enforce"),
         (hub.run, "network", "check"),
         (hub.json, "limits", "set", "agent", "--max-cpu", "90", "--idle-cpu", "5", "--idle-for", "30m"),
@@ -210,7 +141,7 @@ def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> No
 
     # Turn the VM's firewall off behind the hub's back.
     hub.pve("put", f"/nodes/pve1/qemu/{vmid}/firewall/options", enable=0)
-    set_, shown, usage, local_usage, drifted = _parallel(
+    set_, shown, usage, local_usage, drifted = parallel(
         (hub.json, "quota", "set", "alpha", "--storage-gib", "1", "--cpu-hours", "1000"),
         (hub.ok, "limits", "show", "agent"),
         (hub.json, "usage"),
@@ -232,7 +163,7 @@ def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> No
     assert row["storage_gib"] == local_usage["rows"][0]["storage_gib"]
     assert "firewall-off" in _failed(drifted, 1), drifted.stdout
 
-    status, status_text, dry_run, refreshed = _parallel(
+    status, status_text, dry_run, refreshed = parallel(
         (hub.json, "quota", "show"),
         (hub.ok, "quota", "show", "alpha"),
         (hub.ok, "quota", "enforce", "--dry-run"),
@@ -246,7 +177,7 @@ def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> No
     assert "agent" in dry_run
     assert refreshed["failures"] == [] and isinstance(refreshed["changes"], list)
 
-    fixed, unset, by_machine = _parallel(
+    fixed, unset, by_machine = parallel(
         (hub.run, "network", "check", "agent", "--fix"),
         (hub.ok, "quota", "unset", "alpha"),
         (hub.ok, "usage", "--by", "machine", "--since", "2d"),  # two passes by now: agent has hours

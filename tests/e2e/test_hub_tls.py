@@ -3,11 +3,8 @@ verification is on by default: an unknown certificate is refused until its CA is
 
 from __future__ import annotations
 
-import re
 import ssl
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import httpx
 import pytest
 
 from autovibe.sim.certs import ensure_self_signed
-from tests.e2e.hub_server import hub_env, provision
+from tests.e2e.hub_server import HubProcess, hub_env, provision, remote_env, run
 
 pytestmark = pytest.mark.e2e
 
@@ -27,43 +24,14 @@ def https_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     ensure_self_signed(cert, key, hostnames=("127.0.0.1", "localhost"))
     env = {**hub_env(tmp), "AUTOVIBE_HUB__SSL_CERTFILE": str(cert), "AUTOVIBE_HUB__SSL_KEYFILE": str(key)}
     secret = provision(env)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autovibe", "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    seen: list[str] = []
-    url = None
-    for line in proc.stdout:
-        seen.append(line)
-        match = re.search(r"listening on (https://127\.0\.0\.1:\d+)", line)
-        if match:
-            url = match.group(1)
-            break
-    drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
-    drain.start()
-    try:
-        assert url is not None, "".join(seen)
-        yield url, secret, cert, tmp
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        drain.join(timeout=10)
-        proc.stdout.close()
+    with HubProcess(env, tmp) as served:
+        yield served.url(), secret, cert, tmp
 
 
 def remote(tmp: Path, url: str, secret: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     home = tmp / "client"
     home.mkdir(exist_ok=True)
-    environ = {
-        **hub_env(home),
-        "AUTOVIBE_TOKEN": secret,
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "autovibe", "--hub", url, *args],
-        env=environ, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run({**remote_env(home, secret), **env}, "--hub", url, *args)
 
 
 def test_the_hub_serves_https_and_clients_verify_it(https_hub: tuple[str, str, Path, Path]) -> None:
