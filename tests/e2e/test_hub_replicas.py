@@ -28,6 +28,7 @@ import pytest
 from autovibe.security.identity import add_user, bind, create_token, server_key_from
 from autovibe.store.db import Database
 from tests.e2e.conftest import TOKEN_NAME, TOKEN_SECRET, ServedSim, start_sim
+from tests.fakes import sse
 from tests.fakes.postgres import PostgresServer, PostgresUnavailable
 
 pytestmark = pytest.mark.e2e
@@ -162,17 +163,10 @@ def follow(replica: Replica, token: str, job_id: str) -> tuple[list[dict[str, An
         "GET", f"{replica.url}{API}/jobs/{job_id}/events", headers=headers, timeout=120
     ) as response:
         assert response.status_code == 200
-        kind, data = "message", ""
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif line == "" and data:
-                if kind == "end":
-                    return events, json.loads(data)
-                events.append({"event": kind, **json.loads(data)})
-                kind, data = "message", ""
+        for kind, payload in sse.events(response.iter_lines()):
+            if kind == "end":
+                return events, payload
+            events.append({"event": kind, **payload})
     raise AssertionError("event stream ended without 'end'")
 
 
@@ -241,18 +235,10 @@ def first_step(replica: Replica, token: str, job_id: str) -> dict[str, Any]:
         "GET", f"{replica.url}{API}/jobs/{job_id}/events", headers=headers, timeout=120
     ) as response:
         assert response.status_code == 200
-        kind, data = "message", ""
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif line == "" and data:
-                payload = json.loads(data)
-                assert kind != "end", f"the job ended before its first step: {payload}"
-                if kind == "step":
-                    return dict(payload)
-                kind, data = "message", ""
+        for kind, payload in sse.events(response.iter_lines()):
+            assert kind != "end", f"the job ended before its first step: {payload}"
+            if kind == "step":
+                return payload
     raise AssertionError("event stream ended without a 'step' event")
 
 

@@ -164,13 +164,7 @@ class Gate:
         """Check roles, risk and approval, and record the decision; raises when the action may not run.
         The returned permit records the outcome (prefer :meth:`guard`, which does that for you)."""
         params = dict(params or {})
-        try:
-            rbac.check(identity, action, project)
-        except AutovibeDenied:
-            self._record(
-                identity, action, target, project, decision="deny", outcome="refused", risk=0, params=params
-            )
-            raise
+        self.precheck(identity, action, target=target, project=project, params=params)
         risk = assess(subject or Subject(action))
         details = {**params, "risk_reasons": list(risk.reasons)}
         if risk.score >= self.deny_at and identity.kind != "system":

@@ -3,7 +3,6 @@ called through ``httpx.ASGITransport`` with real API tokens of real users."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from autovibe.machines.models import ProjectCreate
 from autovibe.machines.projects import create as create_project
 from autovibe.security.identity import add_user, bind, create_token, server_key_from
 from autovibe.settings import HubSettings, Settings
+from tests.fakes.sse import aevents
 
 API = "/api/v1"
 ClientFor = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -98,18 +98,10 @@ async def follow(
     async with client.stream("GET", f"{API}/jobs/{job_id}/events") as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
-        kind, data = "message", ""
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif line == "" and data:
-                payload = json.loads(data)
-                if kind == "end":
-                    return events, payload
-                events.append((kind, payload))
-                kind, data = "message", ""
+        async for kind, payload in aevents(response.aiter_lines()):
+            if kind == "end":
+                return events, payload
+            events.append((kind, payload))
     raise AssertionError("the event stream ended without an 'end' event")
 
 

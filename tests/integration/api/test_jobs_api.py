@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from autovibe.operations.journal import Journal
 from autovibe.operations.models import OpStatus
 from autovibe.settings import Settings
 from autovibe.store import repositories as repo
+from tests.fakes.sse import aevents
 from tests.integration.api.conftest import API, ClientFor, follow, hub_settings
 
 SLOW_SIM = 25.0
@@ -195,22 +195,14 @@ async def follow_and_cancel(
     answer: dict[str, Any] = {}
     async with client.stream("GET", f"{API}/jobs/{job_id}/events") as response:
         assert response.status_code == 200
-        kind, data = "message", ""
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif line == "" and data:
-                payload = json.loads(data)
-                if kind == "end":
-                    return events, answer, payload
-                events.append((kind, payload))
-                if kind == "step" and not answer:
-                    cancelled = await client.post(f"{API}/jobs/{job_id}/cancel")
-                    assert cancelled.status_code == 200, cancelled.text
-                    answer = cancelled.json()
-                kind, data = "message", ""
+        async for kind, payload in aevents(response.aiter_lines()):
+            if kind == "end":
+                return events, answer, payload
+            events.append((kind, payload))
+            if kind == "step" and not answer:
+                cancelled = await client.post(f"{API}/jobs/{job_id}/cancel")
+                assert cancelled.status_code == 200, cancelled.text
+                answer = cancelled.json()
     raise AssertionError("the event stream ended without an 'end' event")
 
 
