@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -278,20 +279,19 @@ async def served(hub: Hub, settings: Settings) -> AsyncIterator[str]:
     """The app on a real local port (the CLI's client is synchronous: it runs in a thread)."""
     import uvicorn
 
-    config = uvicorn.Config(
-        create_app(settings, hub=hub), host="127.0.0.1", port=0, lifespan="off", log_level="warning"
-    )
+    # A socket bound and listening before the server runs: connections wait in its backlog, so there
+    # is nothing to wait for.
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings, hub=hub), lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:  # a readiness poll; the timeout is what can fail
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 def interrupting(presses: int, notes: list[str]) -> Any:
