@@ -132,6 +132,10 @@ class HubProcess:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Terminate it (a no-op for one already gone) and close its output."""
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)

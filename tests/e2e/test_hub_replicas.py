@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import pytest
 from autovibe.security.identity import add_user, bind, create_token, server_key_from
 from autovibe.store.db import Database
 from tests.e2e.conftest import TOKEN_NAME, TOKEN_SECRET, ServedSim, start_sim
+from tests.e2e.hub_server import HubProcess
 from tests.fakes import sse
 from tests.fakes.postgres import PostgresServer, PostgresUnavailable
 
@@ -38,9 +38,12 @@ DEADLINE_S = 60.0
 
 @dataclass
 class Replica:
-    proc: subprocess.Popen[str]
+    served: HubProcess
     url: str
-    drain: threading.Thread | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[str]:
+        return self.served.proc
 
     def get(self, path: str, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -106,43 +109,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def start_replica(cluster: Cluster) -> Replica:
-    cmd = [sys.executable, "-m", "autovibe", "serve", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env)
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            # Keep draining its output so a chatty replica never blocks on a full pipe.
-            return Replica(proc, match.group(1), _drain(proc))
-    proc.wait(timeout=10)
-    raise AssertionError("replica did not start:\n" + "".join(seen))
-
-
-def _drain(proc: subprocess.Popen[str]) -> threading.Thread:
-    def read() -> None:
-        assert proc.stdout is not None
-        for _line in proc.stdout:
-            pass
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
+    served = HubProcess(cluster.env, Path(cluster.env["HOME"]))
+    return Replica(served, served.url())
 
 
 def stop(replica: Replica) -> None:
-    if replica.proc.poll() is None:
-        replica.proc.terminate()
-        try:
-            replica.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            replica.proc.kill()
-            replica.proc.wait(timeout=10)
-    if replica.drain is not None:
-        replica.drain.join(timeout=10)  # it ends with the process's output
-    if replica.proc.stdout is not None:
-        replica.proc.stdout.close()
+    replica.served.stop()
 
 
 def until(condition: Callable[[], Any], what: str) -> Any:
