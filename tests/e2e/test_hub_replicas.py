@@ -225,6 +225,18 @@ def pve_names(cluster: Cluster, prefix: str) -> list[str]:
     return sorted(str(vm["name"]) for vm in pve if str(vm.get("name", "")).startswith(prefix))
 
 
+def sim_clock(cluster: Cluster, *, speed: float | None = None) -> dict[str, Any]:
+    """The served simulator's clock (``POST /_sim/clock``), set to ``speed`` when given."""
+    answer = httpx.post(
+        f"{cluster.sim.url}/_sim/clock",
+        json={} if speed is None else {"speed": speed},
+        verify=False,  # the simulator's self-signed certificate; a test-only admin call
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return dict(answer.json()["data"])
+
+
 def fleet_operations(replica: Replica, token: str, prefix: str) -> list[dict[str, Any]]:
     listed = replica.get(f"{API}/operations?limit=1000", token).json()
     return [
@@ -241,12 +253,19 @@ def test_a_replica_killed_mid_deploy_is_undone_by_the_survivor(cluster: Cluster)
         a_id, b_id = a.ready()["replica"], b.ready()["replica"]
         body = {"name": "kill", "profile": "claude_code", "project": "alpha", "count": 3}
         headers = {"Authorization": f"Bearer {cluster.token}"}
-        submitted = httpx.post(f"{a.url}{API}/machines", json=body, headers=headers, timeout=30)
-        assert submitted.status_code == 202, submitted.text
-        job_id = submitted.json()["id"]
-        first_step(a, cluster.token, job_id)  # A runs it: it is under way
-        a.proc.send_signal(signal.SIGKILL)
-        a.proc.wait(timeout=10)
+        # PVE's clock stands still while A works, so no clone task can finish and the fleet cannot
+        # complete before A is killed, however slow or fast this machine is.
+        speed = sim_clock(cluster)["speed"]
+        sim_clock(cluster, speed=0)
+        try:
+            submitted = httpx.post(f"{a.url}{API}/machines", json=body, headers=headers, timeout=30)
+            assert submitted.status_code == 202, submitted.text
+            job_id = submitted.json()["id"]
+            first_step(a, cluster.token, job_id)  # A runs it: it is under way
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(timeout=10)
+        finally:
+            sim_clock(cluster, speed=speed)  # B's undo needs PVE's tasks to run again
 
         def failed() -> dict[str, Any] | None:
             job = dict(b.get(f"{API}/jobs/{job_id}", cluster.token).json())
