@@ -30,6 +30,8 @@ from autovibe.pve import (
 
 T = TypeVar("T")
 _log = structlog.get_logger("autovibe.machines")
+_DEADLINE_SLACK_S = 1e-6
+"""Waits this close to the lock deadline count as reaching it (float sums of pauses drift by ULPs)."""
 # PVE's words for "someone else holds this VM right now": the config lock and the file lock.
 _LOCKED_RE = re.compile(r"VM is locked \(|CT is locked \(|can't lock file")
 _LOCK_WORDS_RE = re.compile(r"(?:VM|CT) is locked \([^)]*\)|can't lock file '[^']*'")
@@ -95,16 +97,19 @@ class TaskGate:
     async def retry_locked(self, action: Callable[[], Awaitable[T]], *, what: str) -> T:
         """Run ``action``; while PVE answers that the VM is locked, wait with jitter and try again.
 
-        Gives up (re-raising PVE's error) once the waits would pass ``limits.lock_deadline_s``.
+        The waits add up to ``limits.lock_deadline_s`` at most: the last one is cut short so that the
+        final try comes at the deadline (not one jittered pause before it); after that PVE's error is
+        re-raised.
         """
         waited, delay = 0.0, self.limits.lock_retry_s
         while True:
             try:
                 return await action()
             except (PveApiError, PveTaskFailed) as exc:
-                pause = delay * (0.5 + self.rng.random())
-                if not is_lock_conflict(exc) or waited + pause > self.limits.lock_deadline_s:
+                remaining = self.limits.lock_deadline_s - waited
+                if not is_lock_conflict(exc) or remaining <= _DEADLINE_SLACK_S:
                     raise
+                pause = min(delay * (0.5 + self.rng.random()), remaining)
                 reason = lock_reason(exc)
             _log.info("waiting for a locked VM", action=what, reason=reason, retry_in_s=round(pause, 2))
             if self.on_wait is not None:

@@ -76,7 +76,24 @@ async def test_a_lock_that_never_clears_gives_up_at_the_deadline(frozen: tuple[S
         gate = TaskGate(limits=TaskLimits(lock_deadline_s=30), sleep=sleep)
         with pytest.raises(PveLocked) as locked:
             await gate.retry_locked(lambda: pve.put("/nodes/pve1/qemu/100/config", cores=4), what="configure")
-        assert locked.value.lock == "clone" and 20 < sum(waited) <= 30
+        # It waited the whole deadline (the last pause cut short to end there), never beyond it.
+        assert locked.value.lock == "clone" and sum(waited) == pytest.approx(30)
+        assert all(pause > 0 for pause in waited)
+
+
+async def test_a_zero_lock_deadline_fails_at_once(frozen: tuple[SimApp, PveClient]) -> None:
+    _, pve = frozen
+    async with pve:
+        await pve.post("/nodes/pve1/qemu/9000/clone", newid=100, full=1)
+        waited: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waited.append(seconds)
+
+        gate = TaskGate(limits=TaskLimits(lock_deadline_s=0), sleep=sleep)
+        with pytest.raises(PveLocked):
+            await gate.retry_locked(lambda: pve.put("/nodes/pve1/qemu/100/config", cores=4), what="configure")
+        assert waited == []
 
 
 async def test_vmids_handed_out_concurrently_never_repeat(frozen: tuple[SimApp, PveClient]) -> None:
