@@ -250,44 +250,48 @@ def test_a_replica_killed_mid_deploy_is_undone_by_the_survivor(cluster: Cluster)
     a, b = start_replica(cluster), start_replica(cluster)
     try:
         until(lambda: len(leaders([a, b])) == 1, "one leader")
-        a_id, b_id = a.ready()["replica"], b.ready()["replica"]
+        ids = {a.ready()["replica"]: a, b.ready()["replica"]: b}
         body = {"name": "kill", "profile": "claude_code", "project": "alpha", "count": 3}
         headers = {"Authorization": f"Bearer {cluster.token}"}
-        # PVE's clock stands still while A works, so no clone task can finish and the fleet cannot
-        # complete before A is killed, however slow or fast this machine is.
+        # PVE's clock stands still while the job runs, so no clone task can finish and the fleet cannot
+        # complete before its replica is killed, however slow or fast this machine is.
         speed = sim_clock(cluster)["speed"]
         sim_clock(cluster, speed=0)
         try:
             submitted = httpx.post(f"{a.url}{API}/machines", json=body, headers=headers, timeout=30)
             assert submitted.status_code == 202, submitted.text
             job_id = submitted.json()["id"]
-            first_step(a, cluster.token, job_id)  # A runs it: it is under way
-            a.proc.send_signal(signal.SIGKILL)
-            a.proc.wait(timeout=10)
+            first_step(a, cluster.token, job_id)  # it is under way
+            # Either replica may have claimed it (both run workers): kill the one running it.
+            runner_id = str(a.get(f"{API}/jobs/{job_id}", cluster.token).json()["replica"])
+            runner = ids[runner_id]
+            survivor_id, survivor = next((rid, r) for rid, r in ids.items() if r is not runner)
+            runner.proc.send_signal(signal.SIGKILL)
+            runner.proc.wait(timeout=10)
         finally:
-            sim_clock(cluster, speed=speed)  # B's undo needs PVE's tasks to run again
+            sim_clock(cluster, speed=speed)  # the survivor's undo needs PVE's tasks to run again
 
-        def failed() -> dict[str, Any] | None:
-            job = dict(b.get(f"{API}/jobs/{job_id}", cluster.token).json())
-            return job if job["status"] != "running" else None
+        def ended() -> dict[str, Any] | None:
+            job = dict(survivor.get(f"{API}/jobs/{job_id}", cluster.token).json())
+            return job if job["status"] not in ("queued", "running") else None
 
-        job = until(failed, "the survivor to fail the dead replica's job")
-        assert job["status"] == "failed" and job["replica"] == a_id, job
+        job = until(ended, "the survivor to fail the dead replica's job")
+        assert job["status"] == "failed" and job["replica"] == runner_id, job
         assert job["error"]["kind"] == "unavailable", job
-        assert f"replica running this job ({a_id}) stopped" in job["error"]["message"], job
-        assert b.ready()["leader"]
+        assert f"replica running this job ({runner_id}) stopped" in job["error"]["message"], job
+        assert survivor.ready()["leader"]
 
-        # B resumed A's journaled deploys: each is undone, by B.
+        # The survivor resumed the dead replica's journaled deploys: each is undone, by the survivor.
         def all_undone() -> list[dict[str, Any]] | None:
-            ops = fleet_operations(b, cluster.token, "kill-")
+            ops = fleet_operations(survivor, cluster.token, "kill-")
             return ops if ops and all(op["status"] == "compensated" for op in ops) else None
 
-        operations = until(all_undone, "A's deploy operations to be undone")
-        assert {op["owner"] for op in operations} == {b_id}, operations
-        assert fleet_operations(b, cluster.token, "kill-") == operations  # nothing started since
+        operations = until(all_undone, "the dead replica's deploy operations to be undone")
+        assert {op["owner"] for op in operations} == {survivor_id}, operations
+        assert fleet_operations(survivor, cluster.token, "kill-") == operations  # nothing started since
         # Nothing of the fleet is left: no VM in PVE, no machine record in the store.
         assert pve_names(cluster, "kill-") == []
-        listed = b.get(f"{API}/machines?project=alpha", cluster.token).json()
+        listed = survivor.get(f"{API}/machines?project=alpha", cluster.token).json()
         assert [m["name"] for m in listed if m["name"].startswith("kill-")] == []
     finally:
         stop(a)
