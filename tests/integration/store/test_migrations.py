@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, select
 
 from autovibe.store.db import Database, head_revision
-from autovibe.store.tables import Base, Project
+from autovibe.store.tables import Base, HubJob, Project
 
 TABLES = {
     "projects", "machines", "operations", "operation_steps",
@@ -143,3 +143,34 @@ def _previous(revision: str) -> str:
     down = script.get_revision(revision).down_revision
     assert isinstance(down, str)
     return down
+
+
+def test_a_store_of_the_release_before_job_cancel_gains_its_columns_and_keeps_its_jobs(
+    database_url: str,
+) -> None:
+    """A hub store made by the release that shipped ``20261123_hub`` (no cancel columns) is brought up
+    to date by ``open``, with its job rows intact."""
+    old = Database.open(database_url, migrate=False)
+    try:
+        old.upgrade("20261123_hub")
+        with old.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO hub_jobs (id, kind, status, params, actor, created_at)"
+                    " VALUES ('j1', 'machine.deploy', 'succeeded', '{}', 'alice', '2026-11-23 10:00:00')"
+                )
+            )
+        columns = {c["name"] for c in sa.inspect(old.engine).get_columns("hub_jobs")}
+        assert "cancel_requested_at" not in columns
+    finally:
+        old.dispose()
+
+    db = Database.open(database_url)
+    try:
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("hub_jobs")}
+        assert {"cancel_requested_at", "cancel_requested_by"} <= columns
+        with db.session() as session:
+            job = session.get(HubJob, "j1")
+            assert job is not None and job.actor == "alice" and job.cancel_requested_at is None
+    finally:
+        db.dispose()

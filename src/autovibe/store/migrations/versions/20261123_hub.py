@@ -33,8 +33,6 @@ def upgrade() -> None:
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("started_at", UtcDateTime(), nullable=True),
         sa.Column("finished_at", UtcDateTime(), nullable=True),
-        sa.Column("cancel_requested_at", UtcDateTime(), nullable=True),
-        sa.Column("cancel_requested_by", sa.String(128), nullable=True),
     )
     op.create_index("ix_hub_jobs_status", "hub_jobs", ["status"])
     op.create_index("ix_hub_jobs_created_at", "hub_jobs", ["created_at"])
