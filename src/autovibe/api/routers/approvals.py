@@ -78,7 +78,9 @@ def _find(hub: Hub, identity: Identity, approval_id: str) -> Approval:
         rows = list(session.scalars(select(Approval).where(matching).limit(2)))
         for row in rows:
             session.expunge(row)
-        many = len(rows) > 1 and session.scalar(select(func.count()).select_from(Approval).where(matching))
+        many = (
+            session.scalar(select(func.count()).select_from(Approval).where(matching)) if len(rows) > 1 else 0
+        )
     exact = [row for row in rows if row.id == approval_id]
     if exact:
         rows = exact
