@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from autovibe.machines.fleet import DeployOutcome
     from autovibe.machines.models import MachineCreate
     from autovibe.machines.profiles import Profile
-    from autovibe.operations.models import OperationRecord
     from autovibe.settings import Settings
 
 EXIT_INTERRUPTED = 130
@@ -247,14 +247,15 @@ async def run_fleet(
 ) -> tuple[list[DeployOutcome], int]:
     """``fleet.deploy`` under :class:`CtrlC`; returns the outcomes and how often Ctrl-C was pressed.
 
-    After a second Ctrl-C the deploy ends cancelled, without outcomes; they are then rebuilt from
-    what the display saw and what the journal recorded (``undone``, or ``stuck`` if an undo failed).
+    After a second Ctrl-C the deploy ends cancelled, without outcomes; they are then read back from the
+    journal (``deployed``, ``undone``, ``stuck`` if an undo failed, or ``skipped``).
     """
     from autovibe.cli.commands.project import refuse
     from autovibe.composition import LOCAL_ACTOR
     from autovibe.machines import fleet
     from autovibe.machines.errors import InvalidMachineRequest, NodeNotFound, ProjectNotFound
 
+    since = datetime.now(UTC)  # the journal's deploy operations from here on are this fleet's
     stop = asyncio.Event()
     work = asyncio.ensure_future(
         fleet.deploy(deps, request, catalog, actor=LOCAL_ACTOR, progress=display, stop=stop)
@@ -269,43 +270,9 @@ async def run_fleet(
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are being cancelled ourselves, not just the deploy
-            return _after_cancel(deps, display), ctrl_c.pressed
+            why = "stopped by Ctrl-C"
+            return fleet.outcomes_after_cancel(deps.db, display.names, since=since, why=why), ctrl_c.pressed
     return list(result.outcomes), ctrl_c.pressed
-
-
-def _after_cancel(deps: MachineDeps, display: FleetDisplay) -> list[DeployOutcome]:
-    from autovibe.machines import service
-    from autovibe.machines.deploy import KIND
-    from autovibe.machines.fleet import DeployOutcome
-    from autovibe.operations.journal import Journal
-
-    newest: dict[str, OperationRecord] = {}
-    for record in Journal(deps.db).recent(limit=max(100, 2 * len(display.names))):
-        if record.kind == KIND:
-            newest.setdefault(str(record.params.get("name")), record)
-    outcomes = []
-    for name in display.names:
-        operation = newest.get(name)
-        if name in display.deployed:
-            row = service.find(deps, name)
-            outcomes.append(DeployOutcome(name, "deployed", row.node, row.vmid, row.operation_id))
-        elif name in display.started and operation is not None:
-            outcomes.append(_interrupted(name, operation))
-        else:
-            outcomes.append(DeployOutcome(name, "skipped", "", error="not started: stopped by Ctrl-C"))
-    return outcomes
-
-
-def _interrupted(name: str, operation: OperationRecord) -> DeployOutcome:
-    from autovibe.machines.fleet import DeployOutcome
-    from autovibe.operations.models import OpStatus
-
-    node = str(operation.params.get("node", ""))
-    if operation.status is OpStatus.COMPENSATED:
-        error = "interrupted by Ctrl-C; everything it did was undone"
-        return DeployOutcome(name, "undone", node, operation_id=operation.id, error=error)
-    error = f"interrupted; its undo is {operation.status}: run `autovibe ops resume`"
-    return DeployOutcome(name, "stuck", node, operation_id=operation.id, error=error)
 
 
 def outcomes_table(outcomes: Sequence[DeployOutcome]) -> render.Table:

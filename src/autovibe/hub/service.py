@@ -30,7 +30,7 @@ from autovibe import composition
 from autovibe.composition import Connection
 from autovibe.errors import AutovibeError, error_kind
 from autovibe.hub.handlers import CANCEL_REPORTS, JobContext, JobPartlyFailed, load_all
-from autovibe.hub.jobs import JobError, JobEvent, JobQueue, JobRead, cancelled_error
+from autovibe.hub.jobs import JobError, JobQueue, JobRead, cancelled_error
 from autovibe.hub.leader import Leadership, Replicas
 from autovibe.hub.tick import TickOutcome, run_pass
 from autovibe.machines.deploy import MachineDeps
@@ -296,13 +296,12 @@ class Hub:
         """The job's task ended cancelled (its operations undid what they had started): record what it
         did as the result, and end it ``cancelled``."""
         try:
-            result = _cancelled_result(self.db, job, self.jobs.events(job.id))
+            result = _cancelled_result(self.jobs, job)
         except AutovibeError as exc:  # the report is best effort; the end of the job is what counts
             _log.warning("hub.cancel_report_failed", job=job.id, error=exc.message)
             result = None
-        if job.kind == "machine.create" and result is not None:
-            for outcome in result["outcomes"]:
-                emit({"type": "machine", **outcome})
+        for outcome in (result or {}).get("outcomes", []):  # a fleet's, as its ``machine`` events
+            emit({"type": "machine", **outcome})
         emit({"type": "status", "status": "cancelled", "by": by})
         _log.info("hub.job_cancelled", job=job.id, by=by)
         return self.jobs.finish(
@@ -320,12 +319,13 @@ def _emitter(jobs: JobQueue, job_id: str) -> Callable[[dict[str, Any]], None]:
     return emit
 
 
-def _cancelled_result(db: Database, job: JobRead, events: list[JobEvent]) -> dict[str, Any]:
+def _cancelled_result(jobs: JobQueue, job: JobRead) -> dict[str, Any]:
     """What a cancelled job had done: its kind's own report (a fleet: each machine's outcome), else its
     progress events (``step``, ``machine``) up to the cancel."""
     report = CANCEL_REPORTS.get(job.kind)
     if report is not None:
-        return report(db, job)
+        return report(jobs.db, job)
+    events = jobs.events(job.id)
     return {"progress": [e.data for e in events if e.data.get("type") in ("step", "machine")]}
 
 

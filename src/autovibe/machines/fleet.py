@@ -8,20 +8,23 @@ emptiest node. Operations then run concurrently; the task gate bounds what reach
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from autovibe.machines.deploy import DEPLOY, MachineDeps
+from autovibe.machines.deploy import DEPLOY, KIND, MachineDeps
 from autovibe.machines.errors import InvalidMachineRequest, MachineNameTaken, ProjectNotFound
 from autovibe.machines.models import MachineCreate, MachineSpec, resolved_spec
 from autovibe.machines.placement import node_loads, plan_fleet
 from autovibe.machines.profiles import Profile, get_profile
 from autovibe.operations.errors import OperationFailed
 from autovibe.operations.journal import Journal
+from autovibe.operations.models import OperationRecord, OpStatus
 from autovibe.operations.runner import Runner
 from autovibe.security.risk import Subject
 from autovibe.store import repositories as repo
+from autovibe.store.db import Database
 
 # (machine name, step name, step index, step count); "done" at index == count.
 MachineProgress = Callable[[str, str, int, int], None]
@@ -30,7 +33,9 @@ MachineProgress = Callable[[str, str, int, int], None]
 @dataclass(frozen=True)
 class DeployOutcome:
     name: str
-    status: str  # deployed | failed | skipped (a stop was requested before it started)
+    # deployed | failed | skipped (a stop was requested before it started); after a cancel also
+    # undone (its operation was compensated) | stuck (its undo failed: `autovibe ops resume`)
+    status: str
     node: str
     vmid: int | None = None
     operation_id: str | None = None
@@ -171,3 +176,32 @@ async def _deploy(
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(windowed(p)) for p in params_list]
     return FleetResult(tuple(task.result() for task in tasks))
+
+
+def outcomes_after_cancel(
+    db: Database, names: Sequence[str], *, since: datetime, why: str
+) -> list[DeployOutcome]:
+    """Each machine of a fleet deploy cancelled part-way (the deploy ended without outcomes), read back
+    from the journal's deploy operations created since ``since``: ``deployed`` (its operation
+    completed), ``undone`` (compensated), ``stuck`` (its undo failed) or ``skipped`` (never started).
+    ``why`` is what stopped the fleet, for the messages ("stopped by Ctrl-C", "cancelled")."""
+    newest: dict[str, OperationRecord] = {}
+    for seen in Journal(db).recent(kind=KIND, since=since, limit=max(100, 4 * len(names))):
+        newest.setdefault(str(seen.params.get("name")), seen)  # newest first: this fleet's own
+    outcomes = []
+    for name in names:
+        operation = newest.get(name)
+        if operation is None:
+            outcomes.append(DeployOutcome(name, "skipped", "", error=f"not started: {why}"))
+        elif operation.status is OpStatus.COMPLETED:
+            node, vmid = str(operation.state.get("node", "")), operation.state.get("vmid")
+            outcomes.append(DeployOutcome(name, "deployed", node, vmid, operation.id))
+        elif operation.status is OpStatus.COMPENSATED:
+            error = f"{why}; everything it did was undone"
+            node = str(operation.params.get("node", ""))
+            outcomes.append(DeployOutcome(name, "undone", node, operation_id=operation.id, error=error))
+        else:
+            error = f"{why}; its undo is {operation.status}: run `autovibe ops resume`"
+            node = str(operation.params.get("node", ""))
+            outcomes.append(DeployOutcome(name, "stuck", node, operation_id=operation.id, error=error))
+    return outcomes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -100,13 +101,26 @@ class Journal:
                 raise OperationNotFound(f"no operation '{op_id}'", hint="list them with `autovibe ops list`")
             return _record(op)
 
-    def recent(self, *, unfinished: bool = False, limit: int = 100) -> list[OperationRecord]:
+    def recent(
+        self,
+        *,
+        unfinished: bool = False,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[OperationRecord]:
+        """The newest operations first; only unfinished ones, of one ``kind``, or created at or after
+        ``since`` when asked."""
         with self.db.session() as session:
             query = (
                 select(Operation).options(selectinload(Operation.steps)).order_by(Operation.created_at.desc())
             )
             if unfinished:
                 query = query.where(Operation.status.not_in([OpStatus.COMPLETED, OpStatus.COMPENSATED]))
+            if kind is not None:
+                query = query.where(Operation.kind == kind)
+            if since is not None:
+                query = query.where(Operation.created_at >= since)
             return [_record(op) for op in session.scalars(query.limit(limit))]
 
     def orphans(self, dead_owners: Collection[str] = ()) -> list[OperationRecord]:

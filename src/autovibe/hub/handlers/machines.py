@@ -9,11 +9,7 @@ from autovibe.hub.handlers import JobContext, JobPartlyFailed, cancel_report, ha
 from autovibe.hub.jobs import JobRead
 from autovibe.machines import fleet
 from autovibe.machines import service as machines
-from autovibe.machines.deploy import KIND
-from autovibe.machines.fleet import DeployOutcome
 from autovibe.machines.models import MachineCreate
-from autovibe.operations.journal import Journal
-from autovibe.operations.models import OperationRecord, OpStatus
 from autovibe.store.db import Database
 
 
@@ -81,30 +77,8 @@ async def delete(job: JobContext) -> dict[str, Any]:
 @cancel_report("machine.create")
 def cancelled_fleet(db: Database, job: JobRead) -> dict[str, Any]:
     """A cancelled fleet deploy: the same ``{"ok", "outcomes"}`` as when it ends, each machine
-    ``deployed`` (it finished before the cancel), ``undone`` (in flight: its operation was compensated),
-    ``stuck`` (its undo failed: ``ops resume``) or ``skipped`` (never started)."""
+    ``deployed``, ``undone``, ``stuck`` or ``skipped`` (see :func:`fleet.outcomes_after_cancel`)."""
     names = MachineCreate.model_validate(job.params["request"]).names
     since = job.started_at or job.created_at
-    newest: dict[str, OperationRecord] = {}
-    for seen in Journal(db).recent(limit=200 + 4 * len(names)):
-        name = str(seen.params.get("name"))
-        if seen.kind == KIND and name in names and seen.created_at >= since:
-            newest.setdefault(name, seen)  # newest first: the first seen is this job's operation
-    outcomes = []
-    for name in names:
-        record = newest.get(name)
-        if record is None:
-            outcome = DeployOutcome(name, "skipped", "", error="not started: the job was cancelled")
-        elif record.status is OpStatus.COMPLETED:
-            node, vmid = str(record.state.get("node", "")), record.state.get("vmid")
-            outcome = DeployOutcome(name, "deployed", node, vmid, record.id)
-        elif record.status is OpStatus.COMPENSATED:
-            node = str(record.params.get("node", ""))
-            error = "cancelled; everything it did was undone"
-            outcome = DeployOutcome(name, "undone", node, operation_id=record.id, error=error)
-        else:
-            node = str(record.params.get("node", ""))
-            error = f"cancelled; its undo is {record.status}: run `autovibe ops resume`"
-            outcome = DeployOutcome(name, "stuck", node, operation_id=record.id, error=error)
-        outcomes.append(dataclasses.asdict(outcome))
-    return {"ok": False, "outcomes": outcomes}
+    outcomes = fleet.outcomes_after_cancel(db, names, since=since, why="cancelled")
+    return {"ok": False, "outcomes": [dataclasses.asdict(o) for o in outcomes]}
