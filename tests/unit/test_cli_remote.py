@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from autovibe.cli.errors import exit_code_for
-from autovibe.cli.remote import NO_TOKEN, TOKEN_HINT, HubClient, refuse_unsupported
+from autovibe.cli.remote import NO_TOKEN, TOKEN_HINT, HubClient, error_for, refuse_unsupported
 from autovibe.errors import (
     AutovibeDenied,
     AutovibeError,
@@ -211,3 +211,14 @@ def test_commands_without_a_remote_half_refuse_hub() -> None:
     ) as caught:
         refuse_unsupported(["cluster", "status"])  # it reads PVE directly: run it on the hub host
     assert exit_code_for(caught.value) == 2
+
+
+def test_a_job_that_failed_inside_an_operation_names_it_as_a_local_run_does() -> None:
+    from autovibe.operations.errors import OperationFailed
+
+    failed = error_for("failed", "clone failed", "see the task log", {"operation_id": "0123abcd-ef"})
+    assert isinstance(failed, OperationFailed) and failed.operation_id == "0123abcd-ef"
+    assert (failed.message, failed.hint, exit_code_for(failed)) == ("clone failed", "see the task log", 1)
+    # Without an operation, or for another kind, the kind's own error.
+    assert not isinstance(error_for("failed", "no VM", None, {}), OperationFailed)
+    assert not isinstance(error_for("not_found", "gone", None, {"operation_id": "x"}), OperationFailed)

@@ -82,7 +82,13 @@ def error_for(kind: str, message: str, hint: str | None = None, details: Any = N
 
     ``approval_required`` becomes the gate's own ``ApprovalRequired`` (exit 3, its hint says how to get
     the approval); ``unauthorized`` a denial whose hint points at the token; ``failed``, ``upstream`` and
-    ``internal`` plain autovibe errors (exit 1)."""
+    ``internal`` plain autovibe errors (exit 1) -- a job that failed inside a journaled operation (its
+    ``details`` name the ``operation_id``) an ``OperationFailed`` naming it, as a local run raises."""
+    operation_id = details.get("operation_id") if isinstance(details, dict) else None
+    if operation_id and kind in ("failed", "upstream"):
+        from autovibe.operations.errors import OperationFailed
+
+        return OperationFailed(message, operation_id=str(operation_id), step="", compensated=False, hint=hint)
     if kind == "approval_required":
         from autovibe.security.gate import ApprovalRequired
 
@@ -391,8 +397,9 @@ def connect(settings: Settings) -> Iterator[HubClient]:
         yield client
 
 
-def _ref(ref: str) -> str:
-    return quote(ref, safe="")
+def segment(value: str) -> str:
+    """``value`` as one path segment of a hub URL (a name, vmid or id; ``/`` and the rest escaped)."""
+    return quote(value, safe="")
 
 
 # ---- commands that work remotely, and the guard for the others -------------------------------------
@@ -450,7 +457,7 @@ def list_machines(settings: Settings, project: str | None) -> list[MachineRead]:
 
     with connect(settings) as hub:
         if project is not None:
-            hub.get(f"/projects/{_ref(project)}")  # an unknown project is an error, not an empty list
+            hub.get(f"/projects/{segment(project)}")  # an unknown project is an error, not an empty list
         return [MachineRead.model_validate(item) for item in hub.get("/machines", project=project)]
 
 
@@ -458,7 +465,7 @@ def show_machine(settings: Settings, ref: str) -> MachineRead:
     from autovibe.machines.models import MachineRead
 
     with connect(settings) as hub:
-        return MachineRead.model_validate(hub.get(f"/machines/{_ref(ref)}"))
+        return MachineRead.model_validate(hub.get(f"/machines/{segment(ref)}"))
 
 
 def power(
@@ -467,7 +474,7 @@ def power(
     from autovibe.machines.models import MachineRead
 
     with connect(settings) as hub:
-        job = hub.submit_and_follow("POST", f"/machines/{_ref(ref)}/power", json_body={"action": action})
+        job = hub.submit_and_follow("POST", f"/machines/{segment(ref)}/power", json_body={"action": action})
     return MachineRead.model_validate(job["result"]["machine"])
 
 
@@ -481,8 +488,8 @@ class Deleted:
 def delete_machine(settings: Settings, ref: str, approval: str | None) -> Deleted:
     """Delete the machine as a hub job; its vmid is read first (the job's result names the machine)."""
     with connect(settings) as hub:
-        before = hub.get(f"/machines/{_ref(ref)}")
-        job = hub.submit_and_follow("DELETE", f"/machines/{_ref(ref)}", params={"approval": approval})
+        before = hub.get(f"/machines/{segment(ref)}")
+        job = hub.submit_and_follow("DELETE", f"/machines/{segment(ref)}", params={"approval": approval})
     result = job.get("result") or {}
     return Deleted(
         name=str(result.get("name", before["name"])),
@@ -493,7 +500,7 @@ def delete_machine(settings: Settings, ref: str, approval: str | None) -> Delete
 
 def extend_lease(settings: Settings, ref: str, ttl: timedelta) -> tuple[str, datetime]:
     with connect(settings) as hub:
-        lease = hub.post(f"/machines/{_ref(ref)}/extend", {"ttl": f"{int(ttl.total_seconds())}s"})
+        lease = hub.post(f"/machines/{segment(ref)}/extend", {"ttl": f"{int(ttl.total_seconds())}s"})
     return str(lease["name"]), datetime.fromisoformat(str(lease["expires_at"]))
 
 
@@ -561,7 +568,7 @@ def list_projects(settings: Settings) -> list[ProjectView]:
 
 def show_project(settings: Settings, name: str) -> ProjectView:
     with connect(settings) as hub:
-        return _project_view(hub.get(f"/projects/{_ref(name)}"))
+        return _project_view(hub.get(f"/projects/{segment(name)}"))
 
 
 def create_project(settings: Settings, request: ProjectCreate) -> ProjectView:
@@ -571,7 +578,7 @@ def create_project(settings: Settings, request: ProjectCreate) -> ProjectView:
 
 def delete_project(settings: Settings, name: str) -> ProjectView:
     with connect(settings) as hub:
-        return _project_view(hub.delete(f"/projects/{_ref(name)}"))
+        return _project_view(hub.delete(f"/projects/{segment(name)}"))
 
 
 # ---- operations ------------------------------------------------------------------------------------
@@ -619,7 +626,7 @@ def list_operations(settings: Settings, *, unfinished: bool, limit: int) -> list
 
 def show_operation(settings: Settings, op_id: str) -> OperationRecord:
     with connect(settings) as hub:
-        return operation_record(hub.get(f"/operations/{_ref(op_id)}"))
+        return operation_record(hub.get(f"/operations/{segment(op_id)}"))
 
 
 def resume_operations(settings: Settings) -> list[tuple[str, OperationRecord]]:
@@ -629,7 +636,7 @@ def resume_operations(settings: Settings) -> list[tuple[str, OperationRecord]]:
         rows = (job.get("result") or {}).get("resumed") or []
         resumed: list[tuple[str, OperationRecord]] = []
         for row in rows:
-            after = operation_record(hub.get(f"/operations/{_ref(str(row['id']))}"))
+            after = operation_record(hub.get(f"/operations/{segment(str(row['id']))}"))
             if not row.get("finished", True) and row.get("error"):
                 after = replace(after, error=str(row["error"]))  # why it was not resumed
             resumed.append((str(row.get("was") or ""), after))

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from autovibe.cli.remote import connect
+from autovibe.cli.remote import connect, segment
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -38,12 +38,6 @@ _USER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 _APPROVAL_ID = re.compile(r"[0-9a-f-]{1,36}")
-
-
-def _path(part: str) -> str:
-    from urllib.parse import quote
-
-    return quote(part, safe="")
 
 
 def _time(value: Any) -> datetime | None:
@@ -131,7 +125,7 @@ def decide_approval(settings: Settings, approval_id: str, *, approve: bool) -> A
         raise ApprovalNotFound(f"no approval request '{approval_id}'")
     verb = "approve" if approve else "reject"
     with connect(settings) as hub:
-        return _approval(hub.post(f"/approvals/{_path(approval_id)}/{verb}"))
+        return _approval(hub.post(f"/approvals/{segment(approval_id)}/{verb}"))
 
 
 # ---- users -----------------------------------------------------------------------------------------
@@ -170,7 +164,7 @@ def list_users(settings: Settings) -> list[UserRead]:
 def set_user_disabled(settings: Settings, name: str, *, disabled: bool) -> UserRead:
     verb = "disable" if disabled else "enable"
     with connect(settings) as hub:
-        return _user(hub.post(f"/users/{_path(_known_user(name))}/{verb}"))
+        return _user(hub.post(f"/users/{segment(_known_user(name))}/{verb}"))
 
 
 # ---- tokens ----------------------------------------------------------------------------------------

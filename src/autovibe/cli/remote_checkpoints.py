@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from autovibe.cli.remote import connect, error_for
+from autovibe.cli.remote import connect, segment
 
 if TYPE_CHECKING:
     from autovibe.checkpoints.models import Checkpoint, CheckpointDetail, CheckpointTree
@@ -40,15 +40,9 @@ StepCallback = Callable[[str, int, int], None]
 """A journal-style progress callback: (step, index, total)."""
 
 
-def _ref(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
-
-
 def _path(machine: str, name: str | None = None) -> str:
-    path = f"/machines/{_ref(machine)}/checkpoints"
-    return path if name is None else f"{path}/{_ref(name)}"
+    path = f"/machines/{segment(machine)}/checkpoints"
+    return path if name is None else f"{path}/{segment(name)}"
 
 
 def _job(
@@ -60,30 +54,21 @@ def _job(
     params: dict[str, Any] | None = None,
     steps: StepCallback | None = None,
 ) -> dict[str, Any]:
-    """Submit a hub job, follow it to its end and return its result. ``steps`` gets each ``step``
-    event; a failure raises the job's error kind, an ``OperationFailed`` when an operation ran."""
-    from autovibe.operations.errors import OperationFailed
+    """Submit a hub job, follow it to its end (Ctrl-C cancels it) and return its result. ``steps`` gets
+    each ``step`` event; a failure raises the job's error kind, ``OperationFailed`` when an operation
+    ran."""
 
     def progress(kind: str, data: dict[str, Any]) -> None:
         if steps is not None and kind == "step" and "step" in data:
             steps(str(data["step"]), int(data.get("index") or 0), int(data.get("total") or 0))
 
-    accepted = hub.request(method, path, json_body=body, params=params).json()
-    job = hub.follow(str(accepted["id"]), progress=progress)
-    if job.get("status") == "succeeded":
-        return dict(job.get("result") or {})
-    error = job.get("error") or {}
-    kind, message = str(error.get("kind", "failed")), str(error.get("message") or f"job {accepted['id']}")
-    hint, details = error.get("hint"), error.get("details")
-    operation_id = details.get("operation_id") if isinstance(details, dict) else None
-    if operation_id and kind in ("failed", "upstream"):
-        raise OperationFailed(message, operation_id=str(operation_id), step="", compensated=False, hint=hint)
-    raise error_for(kind, message, hint, details)
+    job = hub.submit_and_follow(method, path, json_body=body, params=params, progress=progress)
+    return dict(job.get("result") or {})
 
 
 def _machine_name(hub: HubClient, ref: str) -> str:
     """The machine's name (``ref`` may be its vmid); an unknown one is the hub's not-found error."""
-    return str(hub.get(f"/machines/{_ref(ref)}")["name"])
+    return str(hub.get(f"/machines/{segment(ref)}")["name"])
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -233,7 +218,7 @@ def _policy_read(data: Any) -> PolicyRead:
 def policy_set(settings: Settings, name: str, rules: RetentionPolicy, description: str) -> PolicyRead:
     with connect(settings) as hub:
         body = {"rules": rules.model_dump(mode="json"), "description": description}
-        return _policy_read(hub.put(f"/retention/policies/{_ref(name)}", body))
+        return _policy_read(hub.put(f"/retention/policies/{segment(name)}", body))
 
 
 def policy_list(settings: Settings) -> list[PolicyRead]:
@@ -243,12 +228,12 @@ def policy_list(settings: Settings) -> list[PolicyRead]:
 
 def policy_show(settings: Settings, name: str) -> PolicyRead:
     with connect(settings) as hub:
-        return _policy_read(hub.get(f"/retention/policies/{_ref(name)}"))
+        return _policy_read(hub.get(f"/retention/policies/{segment(name)}"))
 
 
 def policy_delete(settings: Settings, name: str) -> None:
     with connect(settings) as hub:
-        hub.delete(f"/retention/policies/{_ref(name)}")
+        hub.delete(f"/retention/policies/{segment(name)}")
 
 
 def _scope_path(project: str | None, machine: str | None, what: str, *, refusal: str) -> str:
@@ -259,9 +244,9 @@ def _scope_path(project: str | None, machine: str | None, what: str, *, refusal:
     if (project is None) == (machine is None):
         raise InvalidCheckpointRequest(refusal)
     if project is not None:
-        return f"/retention/projects/{_ref(project)}/{what}"
+        return f"/retention/projects/{segment(project)}/{what}"
     assert machine is not None
-    return f"/retention/machines/{_ref(machine)}/{what}"
+    return f"/retention/machines/{segment(machine)}/{what}"
 
 
 POLICY_SCOPE = "give exactly one of --project or --machine"  # policies.attach/detach's words

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from autovibe.cli.remote import connect
+from autovibe.cli.remote import connect, segment
 from autovibe.errors import AutovibeInvalid
 
 if TYPE_CHECKING:
@@ -38,12 +38,6 @@ COMMANDS: frozenset[str] = frozenset(
 
 PROCESS_FAMILIES = ("process_", "python_info", "python_gc_")
 """Metric families of the answering process (``autovibe metrics --process``): the hub always has them."""
-
-
-def _ref(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
 
 
 # ---- usage -----------------------------------------------------------------------------------------
@@ -84,13 +78,13 @@ def set_quota(
     if approval is not None:
         body["approval"] = approval
     with connect(settings) as hub:
-        return project_status(hub.put(f"/projects/{_ref(project)}/quota", body))
+        return project_status(hub.put(f"/projects/{segment(project)}/quota", body))
 
 
 def quota_status(settings: Settings, project: str | None) -> tuple[datetime, list[ProjectStatus]]:
     """Every readable project's standing (or ``project``'s) and when it was computed (target clock)."""
     with connect(settings) as hub:
-        items = [hub.get(f"/projects/{_ref(project)}/quota")] if project else list(hub.get("/quotas"))
+        items = [hub.get(f"/projects/{segment(project)}/quota")] if project else list(hub.get("/quotas"))
         if items:
             at = datetime.fromisoformat(str(items[0]["at"]))
         else:  # no project to read: the end of a usage window is the hub's "now" as well
@@ -100,7 +94,7 @@ def quota_status(settings: Settings, project: str | None) -> tuple[datetime, lis
 
 def unset_quota(settings: Settings, project: str, metric: str | None) -> int:
     with connect(settings) as hub:
-        return int(hub.delete(f"/projects/{_ref(project)}/quota", metric=metric)["removed"])
+        return int(hub.delete(f"/projects/{segment(project)}/quota", metric=metric)["removed"])
 
 
 def usage_pass(settings: Settings, *, dry_run: bool) -> TickReport:
@@ -117,7 +111,7 @@ def show_limits(settings: Settings, ref: str) -> LimitsRead:
     from autovibe.usage.limits import LimitsRead
 
     with connect(settings) as hub:
-        return LimitsRead.model_validate(hub.get(f"/machines/{_ref(ref)}/limits"))
+        return LimitsRead.model_validate(hub.get(f"/machines/{segment(ref)}/limits"))
 
 
 def set_limits(settings: Settings, ref: str, values: dict[str, float | int | None]) -> LimitsRead:
@@ -129,7 +123,7 @@ def set_limits(settings: Settings, ref: str, values: dict[str, float | int | Non
     check_values(values)
     with connect(settings) as hub:
         try:
-            return LimitsRead.model_validate(hub.put(f"/machines/{_ref(ref)}/limits", values))
+            return LimitsRead.model_validate(hub.put(f"/machines/{segment(ref)}/limits", values))
         except AutovibeInvalid as exc:
             raise LimitsInvalid(exc.message, hint=exc.hint) from None
 
