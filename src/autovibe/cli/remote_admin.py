@@ -33,9 +33,7 @@ COMMANDS: frozenset[str] = frozenset(
 )  # fmt: skip
 """Command paths (``"checkpoint list"``) that work with ``--hub``."""
 
-# What the hub's routes accept (``api/routers/users.py``, ``tokens.py``, ``roles.py``, ``approvals.py``).
-_USER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# What the hub's routes accept (``api/routers/tokens.py``, ``approvals.py``); names: the domain's patterns.
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 _APPROVAL_ID = re.compile(r"[0-9a-f-]{1,36}")
 
@@ -139,9 +137,9 @@ def _user(data: dict[str, Any]) -> UserRead:
 
 def _known_user(name: str) -> str:
     """``name`` when it could name a user; else the local code's answer for an unknown user."""
-    from autovibe.security.identity import UserNotFound
+    from autovibe.security.identity import USER_NAME_RE, UserNotFound
 
-    if not _USER_NAME.fullmatch(name):
+    if not USER_NAME_RE.fullmatch(name):
         raise UserNotFound(f"no user '{name}'", hint=f"add it: autovibe user add {name}")
     return name
 
@@ -226,22 +224,24 @@ def _check_role(role: str) -> None:
 
 
 def bind_role(settings: Settings, user: str, role: str, project: str | None) -> BindingRead:
+    from autovibe.machines.models import SLUG_RE
     from autovibe.security.identity import BindingNotFound
 
     _check_role(role)
     _known_user(user)
-    if project is not None and not _PROJECT_NAME.fullmatch(project):
+    if project is not None and not SLUG_RE.fullmatch(project):
         raise BindingNotFound(f"no project '{project}'", hint=f"create it: autovibe project create {project}")
     with connect(settings) as hub:
         return _binding(hub.post("/roles/bindings", {"user": user, "role": role, "project": project}))
 
 
 def unbind_role(settings: Settings, user: str, role: str, project: str | None) -> BindingRead:
+    from autovibe.machines.models import SLUG_RE
     from autovibe.security.identity import BindingNotFound
 
     _check_role(role)
     _known_user(user)
-    if project is not None and not _PROJECT_NAME.fullmatch(project):
+    if project is not None and not SLUG_RE.fullmatch(project):
         raise BindingNotFound(
             f"user '{user}' is not {role} in project {project}",
             hint=f"see its roles: autovibe role list --user {user}",

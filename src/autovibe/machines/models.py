@@ -74,7 +74,8 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 # hyphens that start and end with a letter or digit. ASCII only: str.isalnum() would admit "é".
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _BAD_NAME_CHAR = re.compile(r"[^A-Za-z0-9.-]")
-_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""What a project (or policy) name may be: the API's routes and the remote CLI check the same."""
 _LABEL_KEY_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _SIZE_RE = re.compile(
     r"(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])(?:I?B)?|(?P<bytes>B))?", re.IGNORECASE
@@ -121,7 +122,7 @@ def check_node_name(value: str) -> str:
 
 def check_slug(value: str) -> str:
     """A project or profile name: lowercase letters, digits, ``_`` and ``-``, starting alphanumeric."""
-    if not _SLUG_RE.fullmatch(value):
+    if not SLUG_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: use 1 to 63 lowercase letters, digits, '_' or '-', "
             "starting with a letter or digit"

@@ -45,7 +45,8 @@ TOKEN_PREFIX: Final = "avt_"
 TOKEN_KEY_FILE: Final = "token.key"
 KEY_BYTES: Final = 32
 RESERVED_NAMES: Final = frozenset({"local-admin", "system", "hub"})
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+USER_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+"""What a user name may be (the API's routes and the remote CLI check the same)."""
 _TOKEN_RE = re.compile(r"avt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DUMMY_HASH = "0" * 64
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -161,7 +162,7 @@ class BindingRead:
 
 def check_name(name: str) -> str:
     """A user name: a lowercase slug (letters, digits, ``_``, ``-``; up to 64), not a reserved name."""
-    if not _NAME_RE.fullmatch(name):
+    if not USER_NAME_RE.fullmatch(name):
         raise InvalidIdentityRequest(
             f"user name {name!r} is not a lowercase slug (letters, digits, '_' and '-'; up to 64)"
         )

@@ -26,7 +26,7 @@ from autovibe.checkpoints.schedules import ScheduleRead
 from autovibe.hub.handlers.checkpoints import prune_result
 from autovibe.hub.service import Hub
 from autovibe.machines.errors import MachineNotFound, ProjectNotFound
-from autovibe.machines.models import Ttl
+from autovibe.machines.models import SLUG_RE, Ttl
 from autovibe.security import rbac
 from autovibe.security.identity import Identity
 from autovibe.store import repositories as repo
@@ -34,7 +34,7 @@ from autovibe.store.tables import Machine, Project
 
 router = APIRouter(prefix="/retention", tags=["retention"])
 
-SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SLUG = f"^{SLUG_RE.pattern}$"
 PolicyName = Annotated[str, Path(min_length=1, max_length=63, pattern=SLUG, description="The policy")]
 ProjectName = Annotated[str, Path(min_length=1, max_length=63, pattern=SLUG, description="The project")]
 MachineRef = Annotated[

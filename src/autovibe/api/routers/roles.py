@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autovibe.api.deps import Caller, HubDep
 from autovibe.api.routers.users import USER_NAME
+from autovibe.machines.models import SLUG_RE
 from autovibe.security import identity as identities
 from autovibe.security.risk import Subject
 
 router = APIRouter(prefix="/roles", tags=["roles"])
 
 Role = Literal["viewer", "operator", "admin", "auditor"]
-PROJECT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+PROJECT_NAME = f"^{SLUG_RE.pattern}$"
 
 
 class BindingOut(BaseModel):

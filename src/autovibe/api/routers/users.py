@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from autovibe.api.deps import Caller, HubDep
 from autovibe.errors import AutovibeConflict
 from autovibe.security import identity as identities
+from autovibe.security.identity import USER_NAME_RE
 from autovibe.security.risk import Subject
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-USER_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+USER_NAME = f"^{USER_NAME_RE.pattern}$"
 UserName = Annotated[str, Path(min_length=1, max_length=64, pattern=USER_NAME)]
 
 
