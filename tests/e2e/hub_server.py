@@ -10,10 +10,10 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -159,8 +159,89 @@ def provision(env: dict[str, str], user: str = "alice", project: str = "alpha") 
 
 @contextmanager
 def live_hub(tmp: Path) -> Iterator[LiveHub]:
-    """Provision the store, start the hub and wait until it listens; stop it on exit."""
-    env = hub_env(tmp)
-    secret = provision(env)
-    with HubProcess(env, tmp) as served:
-        yield LiveHub(url=served.url(), secret=secret, output=served.log)
+    """A served hub with a global admin's token and the project ``alpha``; stopped on exit."""
+    with remote_site(tmp) as site:
+        yield LiveHub(url=site.url, secret=site.secret, output=site.log)
+
+
+@dataclass(frozen=True)
+class RemoteSite:
+    """A served hub seen from two places: its host (``host``: the CLI on the hub's own store and
+    simulator) and a remote user's CLI (an empty ``home``, ``--hub URL`` and an API token)."""
+
+    url: str
+    host: dict[str, str]
+    home: Path
+    log: list[str]
+    """Everything the hub printed so far."""
+    tokens: dict[str, str]
+    """API token secrets by user name."""
+    acting: str = "alice"
+    """Whose token the remote CLI uses: a user of ``tokens``, or a token given as is."""
+
+    def user(self, name_or_token: str) -> RemoteSite:
+        """The same site, the remote CLI acting as another user (or with that token as is)."""
+        return replace(self, acting=name_or_token)
+
+    @property
+    def secret(self) -> str:
+        return self.tokens.get(self.acting, self.acting)
+
+    def env(self, token: str | None = None) -> dict[str, str]:
+        """The remote CLI's environment, with ``token`` instead of the acting user's ("": none at all)."""
+        env = remote_env(self.home, self.secret if token is None else token)
+        if token == "":
+            del env["AUTOVIBE_TOKEN"]
+        return env
+
+    def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``autovibe --hub URL ARGS`` from the remote home, whatever its exit code."""
+        return run(self.env(token), "--hub", self.url, *args)
+
+    def ok(self, *args: str, token: str | None = None) -> str:
+        done = self.run(*args, token=token)
+        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}\nhub log:\n{''.join(self.log)}"
+        return done.stdout
+
+    def json(self, *args: str, token: str | None = None) -> Any:
+        return json.loads(self.ok(*args, "--json", token=token))
+
+    def local(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The same command on the hub host, against the hub's store and cluster (the local admin)."""
+        return run(self.host, *args)
+
+    def local_json(self, *args: str) -> Any:
+        return json.loads(cli(self.host, *args, "--json"))
+
+
+def _admin_token(env: dict[str, str], name: str, *, add: bool) -> str:
+    if add:
+        cli(env, "user", "add", name)
+    cli(env, "role", "bind", name, "admin")
+    return token_of(env, name)
+
+
+@contextmanager
+def remote_site(
+    tmp: Path,
+    *,
+    admins: Sequence[str] = ("alice",),
+    extra_env: dict[str, str] | None = None,
+    also: Sequence[tuple[str, ...]] = (),
+) -> Iterator[RemoteSite]:
+    """``autovibe serve`` on ``tmp`` with global ``admins`` (each with an API token), the project
+    ``alpha`` and the hub-host commands ``also``, all provisioned while the hub starts; stopped on exit.
+    The remote CLI acts as the first admin."""
+    host = {**hub_env(tmp), **(extra_env or {})}
+    cli(host, "user", "add", admins[0])  # first: it creates the store the hub then opens
+    with HubProcess(host, tmp) as served, ThreadPoolExecutor(max_workers=4) as pool:
+        tokens = {name: pool.submit(_admin_token, host, name, add=i > 0) for i, name in enumerate(admins)}
+        setup = [pool.submit(cli, host, "project", "create", "alpha")]
+        setup += [pool.submit(cli, host, *command) for command in also]
+        url = served.url()
+        for step in setup:
+            step.result()
+        home = tmp / "client"
+        home.mkdir()
+        secrets = {name: token.result() for name, token in tokens.items()}
+        yield RemoteSite(url, host, home, served.log, secrets, acting=admins[0])

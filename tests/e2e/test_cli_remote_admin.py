@@ -10,70 +10,19 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.hub_server import HubProcess, cli, hub_env, parallel, remote_env, run, token_of
+from tests.e2e.hub_server import RemoteSite, parallel, remote_site
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass(frozen=True)
-class Hub:
-    """A live hub, the environment of its host (local CLI on its store) and the admins' tokens."""
-
-    url: str
-    host_env: dict[str, str]
-    tokens: dict[str, str]
-    client_home: Path
-    log: list[str]
-
-    def run(self, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """``autovibe --hub URL ARGS`` from the empty client home as ``token`` (a user or a secret)."""
-        return run(remote_env(self.client_home, self.tokens.get(token, token)), "--hub", self.url, *args)
-
-    def ok(self, token: str, *args: str) -> str:
-        done = self.run(token, *args)
-        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}\nhub log:\n{''.join(self.log)}"
-        return done.stdout
-
-    def json(self, token: str, *args: str) -> Any:
-        return json.loads(self.ok(token, *args, "--json"))
-
-    def local(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The same command run on the hub host, against the hub's store (as the local admin)."""
-        return run(self.host_env, *args)
-
-
-def _provision_admin(env: dict[str, str], name: str, *, add: bool) -> str:
-    if add:
-        cli(env, "user", "add", name)
-    cli(env, "role", "bind", name, "admin")
-    return token_of(env, name)
-
-
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    tmp = tmp_path_factory.mktemp("remote-admin")
-    env = hub_env(tmp)
-    cli(env, "user", "add", "alice")  # first: it creates the store the hub then opens
-    with HubProcess(env, tmp) as served, ThreadPoolExecutor(max_workers=3) as pool:
-        # Provisioned while the hub starts.
-        alice = pool.submit(_provision_admin, env, "alice", add=False)
-        bob = pool.submit(_provision_admin, env, "bob", add=True)
-        project = pool.submit(cli, env, "project", "create", "alpha")
-        url = served.url()
-        project.result()
-        tokens = {"alice": alice.result(), "bob": bob.result()}
-        client_home = tmp / "client"
-        client_home.mkdir()
-        yield Hub(url=url, host_env=env, tokens=tokens, client_home=client_home, log=served.log)
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSite]:
+    with remote_site(tmp_path_factory.mktemp("remote-admin"), admins=("alice", "bob")) as site:
+        yield site
 
 
 def _body(output: str) -> str:
@@ -83,15 +32,15 @@ def _body(output: str) -> str:
     return rest
 
 
-def test_identity_administration_through_the_hub(hub: Hub) -> None:
-    added = hub.ok("alice", "user", "add", "carol", "--display-name", "Carol C")
+def test_identity_administration_through_the_hub(hub: RemoteSite) -> None:
+    added = hub.ok("user", "add", "carol", "--display-name", "Carol C")
     assert added.splitlines() == [
         f"target: hub {hub.url}",
         "added user 'carol' (no roles yet: autovibe role bind carol ROLE)",
     ]
     bound, created = parallel(
-        (hub.ok, "alice", "role", "bind", "carol", "operator"),
-        (hub.run, "alice", "token", "create", "carol", "--description", "ci", "--ttl", "1d"),
+        (hub.ok, "role", "bind", "carol", "operator"),
+        (hub.run, "token", "create", "carol", "--description", "ci", "--ttl", "1d"),
     )
     assert bound.splitlines()[1:] == ["user 'carol' is operator globally"]
     # The secret is printed once on stdout, with the warning on stderr, exactly as locally.
@@ -103,16 +52,16 @@ def test_identity_administration_through_the_hub(hub: Hub) -> None:
     assert "this is the only time the token is shown" in created.stderr
 
     works, refused, users, users_here, roles, tokens, entries, verified, bad_role, bad_token = parallel(
-        (hub.run, secret, "machine", "list"),
-        (hub.run, secret, "user", "add", "mallory"),
-        (hub.ok, "alice", "user", "list"),
+        (hub.user(secret).run, "machine", "list"),
+        (hub.user(secret).run, "user", "add", "mallory"),
+        (hub.ok, "user", "list"),
         (hub.local, "user", "list"),
-        (hub.json, "alice", "role", "list"),
-        (hub.json, "alice", "token", "list", "--user", "carol"),
-        (hub.json, "alice", "audit", "list", "--action", "user.add", "--since", "1h"),
-        (hub.run, "alice", "audit", "verify"),
-        (hub.run, "alice", "role", "bind", "carol", "superuser"),
-        (hub.run, "alice", "token", "revoke", "not-a-token"),
+        (hub.json, "role", "list"),
+        (hub.json, "token", "list", "--user", "carol"),
+        (hub.json, "audit", "list", "--action", "user.add", "--since", "1h"),
+        (hub.run, "audit", "verify"),
+        (hub.run, "role", "bind", "carol", "superuser"),
+        (hub.run, "token", "revoke", "not-a-token"),
     )
     assert works.returncode == 0, works.stderr  # the new token acts remotely
     assert refused.returncode == 3 and "may not user.add" in refused.stderr, refused.stderr  # an operator
@@ -136,14 +85,14 @@ def test_identity_administration_through_the_hub(hub: Hub) -> None:
     assert "unknown role 'superuser'; the roles are viewer, operator, admin, auditor" in bad_role.stderr
     assert bad_token.returncode == 4 and "no token 'not-a-token'" in bad_token.stderr, bad_token.stderr
 
-    revoked = hub.ok("alice", "token", "revoke", token_id.group(1))
+    revoked = hub.ok("token", "revoke", token_id.group(1))
     assert revoked.splitlines()[1:] == [f"revoked token {token_id.group(1)} of user 'carol'"]
     gone, unbound, exported, shown, anchored = parallel(
-        (hub.run, secret, "machine", "list"),
-        (hub.ok, "alice", "role", "unbind", "carol", "operator"),
-        (hub.run, "alice", "audit", "export"),
-        (hub.json, "alice", "audit", "show", head.group(1)),
-        (hub.json, "alice", "audit", "verify", "--anchor", f"{head.group(1)}:{head.group(2)}"),
+        (hub.user(secret).run, "machine", "list"),
+        (hub.ok, "role", "unbind", "carol", "operator"),
+        (hub.run, "audit", "export"),
+        (hub.json, "audit", "show", head.group(1)),
+        (hub.json, "audit", "verify", "--anchor", f"{head.group(1)}:{head.group(2)}"),
     )
     assert gone.returncode == 3 and "authentication failed" in gone.stderr, gone.stderr
     assert secret not in gone.stdout + gone.stderr
@@ -156,21 +105,21 @@ def test_identity_administration_through_the_hub(hub: Hub) -> None:
     assert anchored["ok"] is True and anchored["checked"] >= int(head.group(1))
 
 
-def test_a_held_delete_is_approved_by_another_admin_remotely(hub: Hub) -> None:
+def test_a_held_delete_is_approved_by_another_admin_remotely(hub: RemoteSite) -> None:
     hub.ok(
-        "alice", "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "vault",
+        "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "vault",
         "--label", "critical=true",
     )  # fmt: skip
 
     def held() -> str:
-        done = hub.run("alice", "machine", "delete", "vault", "--yes")
+        done = hub.run("machine", "delete", "vault", "--yes")
         assert done.returncode == 3, done.stdout + done.stderr
         match = re.search(r"request ([0-9a-f]{8}) is waiting", done.stderr)
         assert match is not None and "autovibe approve" in done.stderr, done.stderr
         return match.group(1)
 
     first = held()
-    pending, own = parallel((hub.json, "bob", "approval", "list"), (hub.run, "alice", "approve", first))
+    pending, own = parallel((hub.user("bob").json, "approval", "list"), (hub.run, "approve", first))
     assert [(p["id"][:8], p["action"], p["target"], p["requested_by"]) for p in pending["pending"]] == [
         (first, "machine.delete", "machine vault", "alice")
     ]
@@ -178,20 +127,18 @@ def test_a_held_delete_is_approved_by_another_admin_remotely(hub: Hub) -> None:
     # The two-person rule: the requester cannot approve its own request.
     assert own.returncode == 3 and "cannot approve it too" in own.stderr, own.stderr
 
-    rejected = hub.ok("bob", "approval", "reject", first)
+    rejected = hub.user("bob").ok("approval", "reject", first)
     assert rejected.splitlines() == [
         f"rejected {first}: machine.delete on machine vault (requested by alice)"
     ]
-    second, refused = parallel(
-        (held,), (hub.run, "alice", "machine", "delete", "vault", "--yes", "--approval", first)
-    )
+    second, refused = parallel((held,), (hub.run, "machine", "delete", "vault", "--yes", "--approval", first))
     assert second != first
     assert refused.returncode == 1 and f"approval {first} is rejected" in refused.stderr, refused.stderr
 
-    approved = hub.ok("bob", "approve", second)
+    approved = hub.user("bob").ok("approve", second)
     assert approved.splitlines() == [
         f"approved {second}: machine.delete on machine vault (requested by alice)",
         f"the requester now retries the same command with --approval {second}",
     ]
-    deleted = hub.json("alice", "machine", "delete", "vault", "--yes", "--approval", second)
+    deleted = hub.json("machine", "delete", "vault", "--yes", "--approval", second)
     assert deleted["deleted"]["name"] == "vault" and deleted["deleted"]["operation_id"]

@@ -1,6 +1,6 @@
 """Checkpoint, retention policy and schedule commands through a remote hub (``--hub URL``).
 
-A real ``autovibe serve`` runs on its own data dir (``hub_server.live_hub``); the commands under test run
+A real ``autovibe serve`` runs on its own data dir (``hub_server.remote_site``); the commands under test run
 from an EMPTY home with only ``--hub`` and ``AUTOVIBE_TOKEN``. Their output is compared with the local
 command's on the hub host for the same state: the same lines and JSON, but for the target.
 """
@@ -9,72 +9,25 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.e2e.hub_server import HubProcess, cli, hub_env, parallel, remote_env, run, token_of
+from tests.e2e.hub_server import RemoteSite, cli, parallel, remote_site, token_of
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass(frozen=True)
-class Site:
-    """The hub (``local``: its host's CLI on the same store and simulator) and a remote user's CLI."""
-
-    url: str
-    secret: str
-    viewer: str
-    home: Path
-    hub_host: dict[str, str]
-    hub_log: list[str]
-
-    def env(self, token: str) -> dict[str, str]:
-        return remote_env(self.home, token)
-
-    def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run(self.env(self.secret if token is None else token), "--hub", self.url, *args)
-
-    def as_viewer(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(*args, token=self.viewer)
-
-    def ok(self, *args: str) -> str:
-        done = self.run(*args)
-        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}\nhub log:\n{''.join(self.hub_log)}"
-        return done.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
-
-    def local(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(self.hub_host, *args)
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """The hub, provisioned on its host while it starts (an admin, a viewer of alpha, their tokens),
-    and two machines deployed through it: ``web`` and ``ret`` (with checkpoints r1 and r2)."""
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSite]:
+    """The hub with an admin (alice) and a viewer of alpha (vera), and two machines deployed through it:
+    ``web`` and ``ret`` (with checkpoints r1 and r2)."""
     tmp = tmp_path_factory.mktemp("remote-checkpoints")
-    host = hub_env(tmp)
-    cli(host, "user", "add", "alice")  # first: it creates the store the hub then opens
-    with HubProcess(host, tmp) as served, ThreadPoolExecutor(max_workers=4) as pool:
-        provisioned = [
-            pool.submit(cli, host, "role", "bind", "alice", "admin"),
-            pool.submit(cli, host, "project", "create", "alpha"),
-            pool.submit(cli, host, "user", "add", "vera"),
-        ]
-        admin = pool.submit(token_of, host, "alice")
-        url = served.url()
-        for done in provisioned:
-            done.result()
-        home = tmp / "client"
-        home.mkdir()
-        site = Site(url, admin.result(), "", home, host, served.log)
+    with remote_site(tmp, also=[("user", "add", "vera")]) as site, ThreadPoolExecutor(max_workers=3) as pool:
+        host = site.host
         viewer = pool.submit(token_of, host, "vera")
         bound = pool.submit(cli, host, "role", "bind", "vera", "viewer", "--project", "alpha")
 
@@ -91,7 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         bound.result()
         for done in prepared:
             done.result()
-        yield replace(site, viewer=viewer.result())
+        yield replace(site, tokens={**site.tokens, "vera": viewer.result()})
 
 
 def _without_target(text: str) -> str:
@@ -103,7 +56,7 @@ def _same_json(remote: dict[str, Any], local: dict[str, Any], url: str) -> None:
     assert {**remote, "target": None} == {**local, "target": None}
 
 
-def test_checkpoints_through_the_hub(site: Site) -> None:
+def test_checkpoints_through_the_hub(site: RemoteSite) -> None:
     made = site.json("checkpoint", "create", "web", "before", "--ram", "--description", "clean install")
     assert made["machine"] == "web" and made["operation_id"] and made["ram_skipped"] is False
     assert made["checkpoint"]["name"] == "before" and made["checkpoint"]["ram"] is True
@@ -118,7 +71,7 @@ def test_checkpoints_through_the_hub(site: Site) -> None:
         (site.local, "checkpoint", "list", "web"),
         (site.local, "checkpoint", "list", "web", "--json"),
         (site.ok, "checkpoint", "show", "web", "before"),
-        (site.as_viewer, "checkpoint", "create", "web", "mine"),
+        (site.user("vera").run, "checkpoint", "create", "web", "mine"),
         (site.run, "checkpoint", "list", "nope"),
         (site.local, "checkpoint", "list", "nope"),
     )
@@ -158,7 +111,7 @@ def test_checkpoints_through_the_hub(site: Site) -> None:
     assert not list(site.home.rglob("*.db")) and not list(site.home.rglob("sim*.json"))
 
 
-def test_retention_through_the_hub(site: Site) -> None:
+def test_retention_through_the_hub(site: RemoteSite) -> None:
     saved, scheduled, neither = parallel(
         (site.ok, "checkpoint", "policy", "set", "last1", "--keep-last", "1", "--description", "newest"),
         (site.json, "checkpoint", "schedule", "set", "ret", "--every", "30d", "--no-ram"),

@@ -8,68 +8,26 @@ or written to a local store or simulator, the machines and projects would not be
 
 from __future__ import annotations
 
-import json
 import re
 import socket
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.hub_server import HubProcess, cli, home_env, hub_env, parallel, remote_env, run, token_of
+from tests.e2e.hub_server import RemoteSite, home_env, parallel, remote_site, run
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass(frozen=True)
-class Remote:
-    """The CLI of a user on another host: an empty home, the hub's URL and an API token."""
-
-    url: str
-    secret: str
-    home: Path
-    hub_log: list[str]
-
-    def env(self, token: str | None = None) -> dict[str, str]:
-        env = remote_env(self.home, self.secret if token is None else token)
-        if token == "":
-            del env["AUTOVIBE_TOKEN"]
-        return env
-
-    def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run(self.env(token), "--hub", self.url, *args)
-
-    def ok(self, *args: str) -> str:
-        done = self.run(*args)
-        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}\nhub log:\n{''.join(self.hub_log)}"
-        return done.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
-
-
 @pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
-    tmp = tmp_path_factory.mktemp("remote-hub")
-    env = hub_env(tmp)
-    cli(env, "user", "add", "alice")  # first: it creates the store the hub then opens
-    with HubProcess(env, tmp) as served, ThreadPoolExecutor(max_workers=3) as pool:
-        # Provisioned while the hub starts.
-        bound = pool.submit(cli, env, "role", "bind", "alice", "admin")
-        token = pool.submit(token_of, env, "alice")
-        project = pool.submit(cli, env, "project", "create", "alpha")
-        url = served.url()
-        bound.result(), project.result()
-        client_home = tmp / "client"
-        client_home.mkdir()
-        yield Remote(url=url, secret=token.result(), home=client_home, hub_log=served.log)
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSite]:
+    with remote_site(tmp_path_factory.mktemp("remote-hub")) as site:
+        yield site
 
 
-def test_machine_lifecycle_through_the_hub(remote: Remote) -> None:
+def test_machine_lifecycle_through_the_hub(remote: RemoteSite) -> None:
     created, projects = parallel(
         (remote.run, "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "web",
          "--count", "2"),
@@ -122,7 +80,7 @@ def listed_vmid(listed: dict[str, Any], name: str) -> int:
     return int(next(m["vmid"] for m in listed["machines"] if m["name"] == name))
 
 
-def test_projects_through_the_hub(remote: Remote) -> None:
+def test_projects_through_the_hub(remote: RemoteSite) -> None:
     created = remote.json("project", "create", "beta", "--description", "remote", "--label", "team=ml")
     assert created["project"]["name"] == "beta" and created["project"]["labels"] == {"team": "ml"}
     shown, again = parallel((remote.ok, "project", "show", "beta"), (remote.run, "project", "create", "beta"))
@@ -133,7 +91,7 @@ def test_projects_through_the_hub(remote: Remote) -> None:
     assert gone.returncode == 4 and "no project 'beta'" in gone.stderr
 
 
-def test_errors_have_the_local_exit_codes_and_messages(remote: Remote) -> None:
+def test_errors_have_the_local_exit_codes_and_messages(remote: RemoteSite) -> None:
     local_env = home_env(remote.home / "local")  # plain local use: its own embedded simulator
     unreachable = f"http://127.0.0.1:{_closed_port()}"
     with ThreadPoolExecutor(max_workers=7) as pool:

@@ -13,15 +13,13 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from autovibe.sim.app import SimApp
-from tests.e2e.hub_server import HubProcess, cli, hub_env, parallel, remote_env, run, token_of
+from tests.e2e.hub_server import RemoteSite, cli, parallel, remote_site, token_of
 from tests.fakes.cluster_audit import sim_client
 
 pytestmark = pytest.mark.e2e
@@ -33,68 +31,30 @@ DNS = {
 }
 
 
-@dataclass(frozen=True)
-class Hub:
-    """The served hub (``env``: its host's environment, for local calls on its store) and a remote user's
-    CLI: an empty home, the hub's URL and an admin's API token."""
+def operator_token(hub: RemoteSite) -> str:
+    """A global operator's token (made on the hub host)."""
+    cli(hub.host, "user", "add", "olga")
+    cli(hub.host, "role", "bind", "olga", "operator")
+    return token_of(hub.host, "olga")
 
-    url: str
-    secret: str
-    env: dict[str, str]
-    state: Path
-    home: Path
-    log: list[str]
 
-    def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run(remote_env(self.home, self.secret if token is None else token), "--hub", self.url, *args)
+def pve(hub: RemoteSite, method: str, path: str, **params: Any) -> Any:
+    """One call on the hub's simulated cluster by another PVE client (an admin's hand)."""
 
-    def ok(self, *args: str) -> str:
-        done = self.run(*args)
-        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}\nhub log:\n{''.join(self.log)}"
-        return done.stdout
+    async def call() -> Any:
+        sim = SimApp.open(Path(hub.host["AUTOVIBE_SIM_STATE_PATH"]), speed=500)
+        async with sim_client(sim) as client:
+            return await getattr(client, method)(path, **params)
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
-
-    def local_json(self, *args: str) -> Any:
-        """The same command run on the hub host, against the hub's store and cluster."""
-        return json.loads(cli(self.env, *args, "--json"))
-
-    def operator_token(self) -> str:
-        """A global operator's token (made on the hub host)."""
-        cli(self.env, "user", "add", "olga")
-        cli(self.env, "role", "bind", "olga", "operator")
-        return token_of(self.env, "olga")
-
-    def pve(self, method: str, path: str, **params: Any) -> Any:
-        """One call on the hub's simulated cluster by another PVE client (an admin's hand)."""
-
-        async def call() -> Any:
-            sim = SimApp.open(self.state, speed=500)
-            async with sim_client(sim) as client:
-                return await getattr(client, method)(path, **params)
-
-        return asyncio.run(call())
+    return asyncio.run(call())
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    tmp = tmp_path_factory.mktemp("remote-usage")
-    env = {
-        **hub_env(tmp),
-        "AUTOVIBE_NETWORK__STATIC_HOSTS": json.dumps(DNS),  # no real DNS: the allowlists resolve here
-    }
-    cli(env, "user", "add", "alice")  # first: it creates the store the hub then opens
-    with HubProcess(env, tmp) as served, ThreadPoolExecutor(max_workers=3) as pool:
-        # Provisioned while the hub starts.
-        bound = pool.submit(cli, env, "role", "bind", "alice", "admin")
-        token = pool.submit(token_of, env, "alice")
-        project = pool.submit(cli, env, "project", "create", "alpha")
-        url = served.url()
-        bound.result(), project.result()
-        home = tmp / "client"
-        home.mkdir()
-        yield Hub(url=url, secret=token.result(), env=env, state=tmp / "sim.json", home=home, log=served.log)
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSite]:
+    # No real DNS: the allowlists resolve here.
+    static_hosts = {"AUTOVIBE_NETWORK__STATIC_HOSTS": json.dumps(DNS)}
+    with remote_site(tmp_path_factory.mktemp("remote-usage"), extra_env=static_hosts) as site:
+        yield site
 
 
 def _failed(done: subprocess.CompletedProcess[str], code: int) -> str:
@@ -102,11 +62,11 @@ def _failed(done: subprocess.CompletedProcess[str], code: int) -> str:
     return done.stdout + done.stderr
 
 
-def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> None:
+def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: RemoteSite) -> None:
     created, operator, profiles, local_profiles, metrics = parallel(
         (hub.run, "machine", "create", "--profile", "claude_code", "--project", "alpha", "--name", "agent",
          "--node", "pve1"),
-        (hub.operator_token,),
+        (operator_token, hub),
         (hub.json, "network", "profiles"),
         (hub.local_json, "network", "profiles"),
         (hub.ok, "metrics"),
@@ -140,7 +100,7 @@ def test_usage_quotas_limits_network_and_metrics_through_the_hub(hub: Hub) -> No
     [vmid] = [m["vmid"] for m in listed["machines"] if m["name"] == "agent"]
 
     # Turn the VM's firewall off behind the hub's back.
-    hub.pve("put", f"/nodes/pve1/qemu/{vmid}/firewall/options", enable=0)
+    pve(hub, "put", f"/nodes/pve1/qemu/{vmid}/firewall/options", enable=0)
     set_, shown, usage, local_usage, drifted = parallel(
         (hub.json, "quota", "set", "alpha", "--storage-gib", "1", "--cpu-hours", "1000"),
         (hub.ok, "limits", "show", "agent"),
