@@ -15,7 +15,6 @@ single rendering path. Commands without a remote half refuse ``--hub`` (:func:`r
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -34,6 +33,8 @@ from autovibe.errors import (
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from autovibe.cli.fleet_progress import FleetDisplay
@@ -147,6 +148,8 @@ class HubClient:
         """Whether Ctrl-C was pressed while the last :meth:`submit_and_follow` followed its job."""
         verify: ssl.SSLContext | bool = True  # TLS verification is always on for https
         if settings.hub_ca_bundle is not None:
+            import ssl  # here: local commands import this module, and never need it
+
             try:
                 verify = ssl.create_default_context(cafile=str(settings.hub_ca_bundle))
             except (OSError, ssl.SSLError) as exc:
